@@ -1,0 +1,26 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+export UV_PYTHON_DOWNLOADS := never
+UV ?= uv
+
+.PHONY: install demo test test-fast bench docs clean
+
+install:
+	$(UV) sync --frozen --python python3.11
+
+demo: install
+	$(UV) run --frozen fieldbank demo
+
+test: install
+	$(UV) run --frozen pytest -n 2 --dist loadfile
+
+test-fast: install
+	$(UV) run --frozen pytest -n 2 --dist loadfile -m "not slow"
+
+bench: install
+	$(UV) run --frozen python benchmarks/run_all.py
+
+docs: install
+	$(UV) run --frozen fieldbank contract --markdown > docs/data-contract.md
+
+clean:
+	rm -rf var .pytest_cache
