@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     lake_dir: Path | None = Field(None, description="validated Parquet lake; default data_dir/lake")
     quarantine_dir: Path | None = Field(None, description="rejected rows with reasons; default data_dir/quarantine")
     truth_dir: Path | None = Field(None, description="simulator ground truth; default data_dir/truth")
+    models_dir: Path | None = Field(None, description="model registry; default data_dir/models")
     database_url: str | None = Field(None, description="bank database; default SQLite file data_dir/bank.db")
     engine: Literal["duckdb", "spark"] = Field("duckdb", description="batch engine for portraits and scoring")
 
@@ -56,6 +57,8 @@ class Settings(BaseSettings):
             self.quarantine_dir = self.data_dir / "quarantine"
         if self.truth_dir is None:
             self.truth_dir = self.data_dir / "truth"
+        if self.models_dir is None:
+            self.models_dir = self.data_dir / "models"
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir / 'bank.db'}"
 

@@ -1,0 +1,1 @@
+"""Risk: train, validate, calibrate, explain and register credit scores."""
