@@ -53,8 +53,9 @@ class FeatureSpec:
         for col in self.numeric:
             out[col] = pd.to_numeric(data[col], errors="raise").astype("float64")
         for col, levels in self.categorical.items():
-            values = data[col].astype("string").astype(object).where(data[col].notna(), None)
-            out[col] = pd.Categorical(values, categories=list(levels))
+            values = data[col].astype("string").astype(object)
+            known = values.isin(levels) & data[col].notna()
+            out[col] = pd.Categorical(values.where(known, None), categories=list(levels))
         return out
 
     def to_json(self) -> dict:
