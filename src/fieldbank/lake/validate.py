@@ -70,6 +70,9 @@ LOSSLESS_SOURCE_TYPES: dict[str, frozenset[str]] = {
 }
 # DuckDB's own text->integer cast accepts '12.5' (rounds), '1e3' and '0x10'; money must not.
 INTEGER_PATTERN = "[+-]?[0-9]{1,19}"
+# CSV dialect: RFC 4180 (comma, double quotes, header row), UTF-8. Fixed rather than sniffed:
+# DuckDB's sniffer guesses a different dialect when the file is damaged (e.g. truncated).
+CSV_OPTIONS = "header=true, all_varchar=true, delim=',', quote='\"', escape='\"', encoding='utf-8'"
 ROW_BITS = 40  # _rid = file index << 40 | row number: 1e12 rows per file, 8M files per batch
 MAX_ROWS_PER_FILE = 1 << ROW_BITS
 EXAMPLES_LIMIT = 20  # violations shown in the report (all of them are in the quarantine)
@@ -119,7 +122,7 @@ class SourceFile:
             return f"read_parquet({lit(str(self.path))}, file_row_number=true)"
         rejects = f"rejects_{self.index}"
         return (
-            f"read_csv({lit(str(self.path))}, header=true, all_varchar=true, store_rejects=true, "
+            f"read_csv({lit(str(self.path))}, {CSV_OPTIONS}, store_rejects=true, "
             f"rejects_table={lit(rejects)}, rejects_scan={lit(rejects + '_scan')})"
         )
 
@@ -140,7 +143,7 @@ def describe(con: duckdb.DuckDBPyConnection, table: contract.Table, f: SourceFil
             rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(f.path))})").fetchall()
         else:
             rows = con.execute(
-                f"DESCRIBE SELECT * FROM read_csv({lit(str(f.path))}, header=true, all_varchar=true)"
+                f"DESCRIBE SELECT * FROM read_csv({lit(str(f.path))}, {CSV_OPTIONS}, store_rejects=true)"
             ).fetchall()
     except duckdb.Error as exc:
         raise SourceError(f"{f.path}: cannot read as {f.format}: {first_line(exc)}") from exc
@@ -243,7 +246,7 @@ def _malformed_csv_lines(con: duckdb.DuckDBPyConnection, f: SourceFile) -> list[
     """Lines DuckDB's CSV reader rejected: (line, column, raw text, error), one per line."""
     rows = con.execute(
         f"SELECT line, any_value(column_name), any_value(csv_line), "
-        f"string_agg(error_type || ': ' || error_message, '; ') "
+        f"min(error_type || ': ' || error_message) "
         f"FROM {q('rejects_' + str(f.index))} GROUP BY line ORDER BY line"
     ).fetchall()
     con.execute(f"DROP TABLE IF EXISTS {q('rejects_' + str(f.index))}")
@@ -278,7 +281,7 @@ def _insert_malformed(
         )
         con.execute(
             "INSERT INTO viol VALUES (?, ?, 'malformed_row', ?, ?, ?)",
-            [rid_base + row, RULE_ORDER["malformed_row"], column, text, f"line {line}: {error}"],
+            [rid_base + row, RULE_ORDER["malformed_row"], column, text, f"line {line} (data row {row}): {error}"],
         )
     return len(malformed)
 
