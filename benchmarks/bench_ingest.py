@@ -150,6 +150,7 @@ def main() -> int:
         "ingest_s": round(ingest_s, 3),
         "ingest_rows_per_s": round(args.rows / ingest_s),
         "ingest_vs_baseline_time_ratio": round(ingest_s / baseline_s, 2),
+        "ingest_seconds_by_step": {k: round(v, 3) for k, v in first.table("payments").seconds_by_step.items()},
         "reingest_all_duplicates_s": round(reingest_s, 3),
         "reingest_rows_per_s": round(args.rows / reingest_s),
         "peak_rss_mib": round(peak_rss_mb),
@@ -168,6 +169,8 @@ def main() -> int:
     table.add_row("re-ingest, --force (every row already in lake)", f"{reingest_s:.2f}", f"{args.rows / reingest_s:,.0f}",
                   f"{reingest_s / baseline_s:.2f}")
     console.print(table)
+    steps = first.table("payments").seconds_by_step
+    console.print("ingest steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
     console.print(f"peak RSS {peak_rss_mb:,.0f} MiB (DuckDB memory_limit {args.memory_limit})")
     if not args.no_json:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -127,6 +127,7 @@ def _ingest_table(
     tr = TableReport(table=tdef.name)
     seen = {} if force else layout.read_manifest(lake_dir, tdef.name).file_checksums()
     to_read: list[SourceFile] = []
+    started = time.perf_counter()
     for f in files:
         f.sha256 = sources.sha256_of(f.path)
         if f.sha256 in seen:
@@ -135,6 +136,7 @@ def _ingest_table(
             continue
         seen[f.sha256] = "this run"
         to_read.append(f)
+    tr.add_seconds("checksum", time.perf_counter() - started)
     batches = sources.group_batches(to_read, max_batch_bytes)
     task = progress.add_task(
         f"{tdef.name}", total=sum(len(b) + STEPS_PER_BATCH for b in batches) or 1
@@ -166,6 +168,14 @@ def _ingest_batch(
     con.execute("CREATE TEMP TABLE files (_file_idx INTEGER, path VARCHAR)")
     con.executemany("INSERT INTO files VALUES (?, ?)", [[f.index, str(f.path)] for f in group])
 
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now_s = time.perf_counter()
+        tr.add_seconds(step, now_s - clock)
+        clock = now_s
+
     # 1. load
     schemas: dict[int, FileSchema] = {}
     file_reports: dict[int, FileReport] = {}
@@ -191,6 +201,8 @@ def _ingest_batch(
                 del schemas[f.index]
         progress.advance(task)
 
+    lap("read")
+
     # 2. rules
     progress.update(task, description=f"{tdef.name}: checking rules")
     for stmt in validate.row_rule_statements(tdef, raw_columns, now):
@@ -209,9 +221,11 @@ def _ingest_batch(
         validate.add_reference_violations(con, column, known, f"{ref_table}.{ref_column}")
     validate.drop_redundant_violations(con, [(i, col) for i, s in schemas.items() for col in s.missing])
     progress.advance(task)
+    lap("rules")
     live_files = [str(p) for p in layout.partition_files(layout.live_version_dir(lake_dir, tdef.name))]
     validate.add_key_checks(con, tdef, live_files)
     progress.advance(task)
+    lap("keys")
 
     # accounting, per file
     for idx, n in con.execute(f"SELECT _rid >> {ROW_BITS}, count(DISTINCT _rid) FROM viol GROUP BY 1").fetchall():
@@ -255,6 +269,8 @@ def _ingest_batch(
         _write_quarantine(con, tdef, raw_columns, batch_id, pending_quarantine)
     progress.advance(task)
 
+    lap("write")
+
     # 4. publish: new version (invisible), then the atomic commit
     progress.update(task, description=f"{tdef.name}: publishing")
     read_reports = [file_reports[f.index] for f in loaded]
@@ -289,6 +305,7 @@ def _ingest_batch(
             tr.quarantine_files.append(str(quarantine_dir / tdef.name / pending_quarantine.name))
     shutil.rmtree(staged)
     progress.advance(task)
+    lap("publish")
 
     # the table's report
     for rule, column, n in con.execute(

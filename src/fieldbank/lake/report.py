@@ -57,6 +57,10 @@ class TableReport:
     rule_counts: list[RuleCount] = field(default_factory=list)
     examples: list[Violation] = field(default_factory=list)
     quarantine_files: list[str] = field(default_factory=list)
+    seconds_by_step: dict[str, float] = field(default_factory=dict)  # checksum, read, rules, keys, write, publish
+
+    def add_seconds(self, step: str, seconds: float) -> None:
+        self.seconds_by_step[step] = self.seconds_by_step.get(step, 0.0) + seconds
 
     def check(self) -> None:
         """The accounting invariant: every row read is landed, quarantined or skipped."""
