@@ -121,3 +121,27 @@ def test_single_file_needs_a_table_name(tmp_path: Path, settings) -> None:
         ingest(f, settings, now=NOW)
     report = ingest(f, settings, table="parties", now=NOW)
     assert report.clean and report.rows_landed == 5
+
+
+def test_same_file_twice_in_one_run_is_read_once(tmp_path: Path, settings) -> None:
+    raw = write_valid_raw(tmp_path / "raw")
+    copy = raw / "payments" / "part-00001.parquet"
+    copy.write_bytes((raw / "payments" / "part-00000.parquet").read_bytes())
+    report = ingest(raw, settings, now=NOW)
+    t = report.table("payments")
+    assert report.clean and (t.rows_read, t.rows_landed) == (8, 8)
+    skipped = [f for f in t.files if f.status == "skipped"]
+    assert [f.path for f in skipped] == [str(copy)] and "part-00000" in (skipped[0].note or "")
+
+
+def test_header_only_and_empty_csv(tmp_path: Path, settings) -> None:
+    src = tmp_path / "in"
+    (src / "payments").mkdir(parents=True)
+    (src / "payments" / "a.csv").write_text(",".join(contract.PAYMENTS.column_names) + "\n")
+    (src / "payments" / "b.csv").write_text("")
+    report = ingest(src, settings, now=NOW)
+    t = report.table("payments")
+    assert (t.rows_read, t.rows_landed, t.rows_quarantined) == (0, 0, 0)
+    status = {Path(f.path).name: f.status for f in t.files}
+    assert status == {"a.csv": "ingested", "b.csv": "rejected"}
+    assert read_lake_table(settings.lake_dir, "payments").num_rows == 0

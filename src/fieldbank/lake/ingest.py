@@ -131,10 +131,9 @@ def _ingest_table(
     for f in files:
         f.sha256 = sources.sha256_of(f.path)
         if f.sha256 in seen:
-            tr.files.append(FileReport(str(f.path), f.format, f.sha256, "skipped",
-                                       error=None))
+            tr.files.append(FileReport(str(f.path), f.format, f.sha256, "skipped", note=seen[f.sha256]))
             continue
-        seen[f.sha256] = "this run"
+        seen[f.sha256] = f"same content as {f.path}, read in this run"
         to_read.append(f)
     tr.add_seconds("checksum", time.perf_counter() - started)
     batches = sources.group_batches(to_read, max_batch_bytes)
@@ -328,6 +327,8 @@ def _ingest_batch(
     tr.rows_landed += landed
     tr.rows_quarantined += rows_quarantined
     tr.rows_skipped += rows_skipped
+    for temp in ("batch", "viol", "skipped", "survivors", "lake_hits", "dup_keys", "dup_rows", "files"):
+        con.execute(f"DROP TABLE IF EXISTS {temp}")  # free the batch's memory now
     progress.update(task, description=f"{tdef.name}: done")
 
 

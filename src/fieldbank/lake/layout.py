@@ -97,11 +97,11 @@ class Manifest:
     batches: list[dict]
 
     def file_checksums(self) -> dict[str, str]:
-        """sha256 -> batch id, for every source file already ingested into this table."""
+        """sha256 -> where it was ingested, for every source file already in this table."""
         out: dict[str, str] = {}
         for batch in self.batches:
             for f in batch["files"]:
-                out[f["sha256"]] = batch["batch_id"]
+                out[f["sha256"]] = f"already ingested from {f['path']} in batch {batch['batch_id']}"
         return out
 
     def to_json(self) -> str:

@@ -36,6 +36,7 @@ class FileReport:
     rows_quarantined: int = 0
     rows_skipped: int = 0
     error: str | None = None  # file-level problem, e.g. unreadable, malformed line, missing column
+    note: str | None = None  # why a file was skipped
 
 
 @dataclass
