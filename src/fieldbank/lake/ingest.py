@@ -327,7 +327,7 @@ def _ingest_batch(
     tr.rows_landed += landed
     tr.rows_quarantined += rows_quarantined
     tr.rows_skipped += rows_skipped
-    for temp in ("batch", "viol", "skipped", "survivors", "lake_hits", "dup_keys", "dup_rows", "files"):
+    for temp in ("batch", "viol", "skipped", "excluded", "lake_hits", "dup_keys", "dup_rows", "files"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")  # free the batch's memory now
     progress.update(task, description=f"{tdef.name}: done")
 

@@ -409,18 +409,21 @@ def add_key_checks(
     """
     key = q(table.primary_key)
     cols = table.column_names
-    con.execute("DROP TABLE IF EXISTS survivors")
-    con.execute(
-        f"CREATE TEMP TABLE survivors AS SELECT _rid FROM batch ANTI JOIN (SELECT DISTINCT _rid FROM viol) v USING (_rid)"
-    )
+    # Rows out of the key checks: those already quarantined (few, normally), then lake hits.
+    con.execute("DROP TABLE IF EXISTS excluded")
+    con.execute("CREATE TEMP TABLE excluded AS SELECT DISTINCT _rid FROM viol")
+
+    def survivors() -> str:
+        (n_excluded,) = con.execute("SELECT count(*) FROM excluded").fetchone() or (0,)
+        return "(SELECT * FROM batch ANTI JOIN excluded USING (_rid))" if n_excluded else "batch"
+
     if lake_files:
         files = ", ".join(lit(p) for p in lake_files)
         same = " AND ".join(f"b.{q(c)} IS NOT DISTINCT FROM l.{q(c)}" for c in cols)
         con.execute("DROP TABLE IF EXISTS lake_hits")
         con.execute(
             f"CREATE TEMP TABLE lake_hits AS SELECT b._rid, b.{key} AS k, ({same}) AS same "
-            f"FROM (SELECT * FROM batch SEMI JOIN survivors USING (_rid)) b "
-            f"JOIN read_parquet([{files}]) l ON b.{key} = l.{key}"
+            f"FROM {survivors()} b JOIN read_parquet([{files}]) l ON b.{key} = l.{key}"
         )
         con.execute("INSERT INTO skipped SELECT _rid, 'already_in_lake' FROM lake_hits WHERE same")
         con.execute(
@@ -428,11 +431,11 @@ def add_key_checks(
             f"{lit(table.primary_key)}, k, 'key already in the lake with different values' "
             f"FROM lake_hits WHERE NOT same"
         )
-        con.execute("DELETE FROM survivors WHERE _rid IN (SELECT _rid FROM lake_hits)")
+        con.execute("INSERT INTO excluded SELECT _rid FROM lake_hits")
+    candidates = survivors()
     con.execute("DROP TABLE IF EXISTS dup_keys")
     con.execute(
-        f"CREATE TEMP TABLE dup_keys AS SELECT b.{key} AS k FROM batch b SEMI JOIN survivors USING (_rid) "
-        f"GROUP BY b.{key} HAVING count(*) > 1"
+        f"CREATE TEMP TABLE dup_keys AS SELECT {key} AS k FROM {candidates} GROUP BY {key} HAVING count(*) > 1"
     )
     (n_dup,) = con.execute("SELECT count(*) FROM dup_keys").fetchone() or (0,)
     if n_dup == 0:
@@ -443,7 +446,7 @@ def add_key_checks(
         f"CREATE TEMP TABLE dup_rows AS SELECT _rid, k, first_rid, same FROM ("
         f"  SELECT b._rid, b.{key} AS k, first_value(b._rid) OVER w AS first_rid,"
         f"    {row} IS NOT DISTINCT FROM first_value({row}) OVER w AS same, row_number() OVER w AS rn"
-        f"  FROM (SELECT * FROM batch SEMI JOIN survivors USING (_rid)) b"
+        f"  FROM {candidates} b"
         f"  SEMI JOIN dup_keys d ON b.{key} = d.k"
         f"  WINDOW w AS (PARTITION BY b.{key} ORDER BY b._rid)"
         f") WHERE rn > 1"
