@@ -145,3 +145,24 @@ def test_header_only_and_empty_csv(tmp_path: Path, settings) -> None:
     status = {Path(f.path).name: f.status for f in t.files}
     assert status == {"a.csv": "ingested", "b.csv": "rejected"}
     assert read_lake_table(settings.lake_dir, "payments").num_rows == 0
+
+
+def test_small_batches_still_catch_duplicates_across_files(tmp_path: Path, settings) -> None:
+    write_parquet(tmp_path / "in" / "parties.parquet", table_of("parties"))
+    rows = ROWS["payments"]()
+    write_parquet(tmp_path / "in" / "payments" / "a.parquet", table_of("payments", rows[:5]))
+    later = [*rows[5:], dict(rows[0], amount_minor=5), rows[1]]  # t1 conflicts, t2 is a copy
+    write_parquet(tmp_path / "in" / "payments" / "b.parquet", table_of("payments", later))
+    report = ingest(tmp_path / "in", settings, now=NOW, max_batch_bytes=1)  # one file per batch
+    t = report.table("payments")
+    assert len(t.batch_ids) == 2
+    assert (t.rows_read, t.rows_landed, t.rows_quarantined, t.rows_skipped) == (10, 8, 1, 1)
+    assert [rc.rule for rc in t.rule_counts] == ["key_in_lake"]
+
+
+def test_table_option_limits_a_directory_to_one_table(settings, raw: Path) -> None:
+    report = ingest(raw, settings, table="parties", now=NOW)
+    assert [t.table for t in report.tables] == ["parties"]
+    assert read_lake_table(settings.lake_dir, "payments").num_rows == 0
+    with pytest.raises(ValueError, match="unknown table"):
+        ingest(raw, settings, table="nope", now=NOW)

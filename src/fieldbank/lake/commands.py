@@ -2,7 +2,7 @@
 
 Exit codes: 0 when the run completed (quarantined rows and rejected files are reported as
 warnings: the good rows landed and nothing was lost); 1 with --strict when any row was
-quarantined or any file rejected; 2 when SRC or the options are unusable.
+quarantined or any file rejected; 2 when SRC or the options are unusable, or another ingest holds the lake.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def ingest_command(
             console=console,
             show_progress=True,
         )
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # bad SRC/options, lake locked
         console.print(f"[red]ingest: {exc}[/red]")
         raise typer.Exit(2) from None
     report.render(console)
