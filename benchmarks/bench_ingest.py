@@ -156,6 +156,7 @@ def main() -> int:
         "peak_rss_mib": round(peak_rss_mb),
         "memory_limit": args.memory_limit,
         "cpus": os.cpu_count(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # the machine is shared: context
         "duckdb": duckdb.__version__,
         "python": platform.python_version(),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
