@@ -354,6 +354,7 @@ def row_rule_statements(table: contract.Table, raw_columns: set[str], now: datet
         text = f"CAST({col} AS VARCHAR)"
         if c.name in raw_columns:
             raw = q("_raw_" + c.name)
+            text = f"COALESCE({raw}, {text})"  # the value as written in the file
             add("type", c.name, raw, lit(f"not a valid {TYPE_NAMES[target]}"), f"{col} IS NULL AND {raw} IS NOT NULL")
             null_where = f"{col} IS NULL AND {raw} IS NULL"
         else:
