@@ -298,7 +298,7 @@ def _ingest_batch(
         if hooks.after_commit is not None:
             hooks.after_commit(tdef.name, batch_id)
         layout.deliver_quarantine(lake_dir, quarantine_dir, tdef.name)
-        layout.recover_table(lake_dir, quarantine_dir, tdef.name)  # drops versions older than previous
+        layout.drop_unkept_versions(lake_dir, tdef.name)
         tr.batch_ids.append(batch_id)
         if pending_quarantine is not None:
             tr.quarantine_files.append(str(quarantine_dir / tdef.name / pending_quarantine.name))

@@ -227,20 +227,14 @@ def deliver_quarantine(lake_dir: Path, quarantine_dir: Path, table: str) -> list
     return delivered
 
 
-def recover_table(lake_dir: Path, quarantine_dir: Path, table: str) -> list[str]:
-    """Bring the table back to a clean committed state after a crash; returns what it did.
+def drop_unkept_versions(lake_dir: Path, table: str) -> list[str]:
+    """Delete every version except the live one and the one before it; returns what it did.
 
-    Keeps the live version and the one before it (a reader that listed files just before
-    the last commit may still be reading it); deletes every other version, which is either
-    garbage from an older commit or an uncommitted batch (crashed before the symlink swap).
+    The previous version is kept because a reader that listed files just before the last
+    commit may still be reading it. Anything else is either garbage from an older commit or
+    an uncommitted batch (a crash before the symlink swap).
     """
     actions: list[str] = []
-    link = table_link(lake_dir, table)
-    if link.exists() and not link.is_symlink():
-        raise RuntimeError(
-            f"{link} is a plain directory, not a lake managed by `fieldbank ingest`; "
-            "move it away and ingest its files instead"
-        )
     manifest = read_manifest(lake_dir, table)
     keep = {v for v in (manifest.version, manifest.previous) if v is not None}
     root = versions_root(lake_dir, table)
@@ -250,6 +244,18 @@ def recover_table(lake_dir: Path, quarantine_dir: Path, table: str) -> list[str]
                 shutil.rmtree(version_dir)
                 if manifest.version is None or version_dir.name > manifest.version:
                     actions.append(f"{table}: rolled back uncommitted batch {version_dir.name}")
+    return actions
+
+
+def recover_table(lake_dir: Path, quarantine_dir: Path, table: str) -> list[str]:
+    """Bring the table back to a clean committed state after a crash; returns what it did."""
+    link = table_link(lake_dir, table)
+    if link.exists() and not link.is_symlink():
+        raise RuntimeError(
+            f"{link} is a plain directory, not a lake managed by `fieldbank ingest`; "
+            "move it away and ingest its files instead"
+        )
+    actions = drop_unkept_versions(lake_dir, table)
     for target in deliver_quarantine(lake_dir, quarantine_dir, table):
         actions.append(f"{table}: delivered quarantine file {target} of a committed batch")
     return actions
