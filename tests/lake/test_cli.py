@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -32,8 +33,11 @@ def test_cli_ingest_prints_the_table_and_strict_fails_on_quarantine(tmp_path: Pa
     bad[2]["amount_minor"] = "-1"
     write_csv(tmp_path / "bad" / "payments.csv", bad, contract.PAYMENTS.column_names)
     args = ["ingest", str(tmp_path / "bad"), "--data-dir", str(tmp_path / "var"), "--now", "2025-01-01"]
-    result = runner.invoke(app, [*args, "--strict"])
+    result = runner.invoke(app, [*args, "--strict", "--report-json", str(tmp_path / "report.json")])
     assert result.exit_code == 1, result.output
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert (saved["rows_read"], saved["rows_landed"], saved["rows_quarantined"], saved["clean"]) == (8, 7, 1, False)
+    assert saved["tables"][0]["examples"][0]["rule"] == "min_value"
     assert "min_value" in result.output and "row 3" in result.output and "'-1'" in result.output
     result = runner.invoke(app, args)  # already ingested: nothing read, exit 0
     assert result.exit_code == 0 and "1 already ingested" in result.output

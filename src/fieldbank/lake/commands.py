@@ -7,6 +7,7 @@ quarantined or any file rejected; 2 when SRC or the options are unusable, or ano
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ def ingest_command(
     threads: int | None = typer.Option(None, min=1, max=256, help="DuckDB threads (default: all cores)"),
     max_batch_mb: int = typer.Option(sources.DEFAULT_MAX_BATCH_BYTES >> 20, min=1, max=1 << 20,
                                      help="source MiB validated as one batch"),
+    report_json: Path | None = typer.Option(None, help="also write the full report as JSON here"),
 ) -> None:
     """Validate raw CSV/Parquet event files and land the good rows in the lake.
 
@@ -76,6 +78,10 @@ def ingest_command(
         console.print(f"[red]ingest: {exc}[/red]")
         raise typer.Exit(2) from None
     report.render(console)
+    if _given(report_json) is not None:
+        path = Path(_given(report_json))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report.to_dict(), indent=1) + "\n")
     if not report.clean:
         console.print(
             f"[yellow]warning[/yellow]: {report.rows_quarantined:,} rows quarantined, "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -112,6 +112,13 @@ class IngestReport:
     def clean(self) -> bool:
         """Nothing quarantined and no file rejected."""
         return self.rows_quarantined == 0 and not self.files_rejected
+
+    def to_dict(self) -> dict:
+        """Everything in the report, plus the totals, for --report-json and pipelines."""
+        out = asdict(self)
+        out.update(rows_read=self.rows_read, rows_landed=self.rows_landed,
+                   rows_quarantined=self.rows_quarantined, rows_skipped=self.rows_skipped, clean=self.clean)
+        return out
 
     def table(self, name: str) -> TableReport:
         for t in self.tables:
