@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import typer
-from conftest import ROWS, write_csv, write_valid_raw
+from lake_data import ROWS, write_csv, write_valid_raw
 from typer.testing import CliRunner
 
 from fieldbank import contract

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from conftest import NOW, ROWS, table_of, write_csv, write_parquet, write_valid_raw
+from lake_data import NOW, ROWS, table_of, write_csv, write_parquet, write_valid_raw
 
 from fieldbank import contract
 from fieldbank.lake import layout

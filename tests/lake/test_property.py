@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import NOW, table_of, write_csv, write_parquet
+from lake_data import NOW, table_of, write_csv, write_parquet
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from fieldbank import contract
