@@ -51,8 +51,11 @@ def ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
 def make_parties(n: int) -> pa.Table:
     rng = np.random.default_rng(1)
     kinds = np.where(rng.random(n) < 0.8, "household", "business")
-    sectors = np.where(kinds == "household", rng.choice(contract.HOUSEHOLD_SECTORS, n),
-                       rng.choice(contract.BUSINESS_SECTORS, n))
+    sectors = np.where(
+        kinds == "household",
+        rng.choice(contract.HOUSEHOLD_SECTORS, n),
+        rng.choice(contract.BUSINESS_SECTORS, n),
+    )
     created = START.timestamp() * 1e6 - rng.integers(0, SPAN_US, n)
     cols = {
         "party_id": ids("p", np.arange(n), 8),
@@ -79,7 +82,9 @@ def write_payments(path: Path, n_rows: int, n_parties: int, seed: int) -> None:
             n = min(CHUNK_ROWS, n_rows - start)
             category_idx = rng.integers(0, len(contract.CATEGORIES), n)
             category = pc.take(categories, pa.array(category_idx))
-            category = pc.if_else(pa.array(rng.random(n) < 0.2), pa.scalar(None, pa.string()), category)
+            category = pc.if_else(
+                pa.array(rng.random(n) < 0.2), pa.scalar(None, pa.string()), category
+            )
             ts_us = int(START.timestamp() * 1e6) + np.sort(rng.integers(0, SPAN_US, n))
             chunk = pa.table(
                 {
@@ -87,7 +92,9 @@ def write_payments(path: Path, n_rows: int, n_parties: int, seed: int) -> None:
                     "ts": pa.array(ts_us, pa.int64()).cast(contract.TIMESTAMP),
                     "payer_id": ids("p", rng.integers(0, n_parties, n), 8),
                     "payee_id": ids("p", rng.integers(0, n_parties, n), 8),
-                    "amount_minor": pa.array(np.maximum(1, rng.lognormal(7, 1.5, n)).astype("int64")),
+                    "amount_minor": pa.array(
+                        np.maximum(1, rng.lognormal(7, 1.5, n)).astype("int64")
+                    ),
                     "channel": pc.take(channels, pa.array(rng.integers(0, len(channels), n))),
                     "kind": pc.take(kinds, pa.array(rng.integers(0, len(kinds), n))),
                     "category": category,
@@ -100,11 +107,15 @@ def write_payments(path: Path, n_rows: int, n_parties: int, seed: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="payments rows")
-    parser.add_argument("--parties", type=int, default=0, help="parties (default rows/20, at least 1000)")
+    parser.add_argument(
+        "--parties", type=int, default=0, help="parties (default rows/20, at least 1000)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary directory")
-    parser.add_argument("--no-json", action="store_true", help="do not write benchmarks/results/ingest.json")
+    parser.add_argument(
+        "--no-json", action="store_true", help="do not write benchmarks/results/ingest.json"
+    )
     args = parser.parse_args()
     assert 1 <= args.rows <= 1_000_000_000
     n_parties = args.parties or max(1000, args.rows // 20)
@@ -119,12 +130,18 @@ def main() -> int:
     write_payments(payments_file, args.rows, n_parties, args.seed)
     gen_s = time.perf_counter() - t0
     file_mb = payments_file.stat().st_size / 2**20
-    console.print(f"generated {args.rows:,} payments ({file_mb:,.0f} MiB) and {n_parties:,} parties in {gen_s:.1f} s")
+    console.print(
+        f"generated {args.rows:,} payments ({file_mb:,.0f} MiB) and {n_parties:,} parties in {gen_s:.1f} s"
+    )
 
     # baseline: DuckDB reading and rewriting the same file
-    con = duckdb.connect(config={"memory_limit": args.memory_limit, "temp_directory": str(work / "duck_tmp")})
+    con = duckdb.connect(
+        config={"memory_limit": args.memory_limit, "temp_directory": str(work / "duck_tmp")}
+    )
     t0 = time.perf_counter()
-    con.execute(f"COPY (SELECT * FROM read_parquet('{payments_file}')) TO '{work / 'copy.parquet'}' (FORMAT parquet)")
+    con.execute(
+        f"COPY (SELECT * FROM read_parquet('{payments_file}')) TO '{work / 'copy.parquet'}' (FORMAT parquet)"
+    )
     baseline_s = time.perf_counter() - t0
     con.close()
 
@@ -150,7 +167,9 @@ def main() -> int:
         "ingest_s": round(ingest_s, 3),
         "ingest_rows_per_s": round(args.rows / ingest_s),
         "ingest_vs_baseline_time_ratio": round(ingest_s / baseline_s, 2),
-        "ingest_seconds_by_step": {k: round(v, 3) for k, v in first.table("payments").seconds_by_step.items()},
+        "ingest_seconds_by_step": {
+            k: round(v, 3) for k, v in first.table("payments").seconds_by_step.items()
+        },
         "reingest_all_duplicates_s": round(reingest_s, 3),
         "reingest_rows_per_s": round(args.rows / reingest_s),
         "peak_rss_mib": round(peak_rss_mb),
@@ -164,11 +183,24 @@ def main() -> int:
     table = Table(title=f"ingest of {args.rows:,} payments ({file_mb:,.0f} MiB Parquet)")
     for col in ("run", "seconds", "rows/s", "x baseline time"):
         table.add_column(col, justify="left" if col == "run" else "right")
-    table.add_row("DuckDB COPY read_parquet -> parquet (baseline)", f"{baseline_s:.2f}", f"{args.rows / baseline_s:,.0f}", "1.00")
-    table.add_row("fieldbank ingest (all rules, partitioned, atomic)", f"{ingest_s:.2f}", f"{args.rows / ingest_s:,.0f}",
-                  f"{ingest_s / baseline_s:.2f}")
-    table.add_row("re-ingest, --force (every row already in lake)", f"{reingest_s:.2f}", f"{args.rows / reingest_s:,.0f}",
-                  f"{reingest_s / baseline_s:.2f}")
+    table.add_row(
+        "DuckDB COPY read_parquet -> parquet (baseline)",
+        f"{baseline_s:.2f}",
+        f"{args.rows / baseline_s:,.0f}",
+        "1.00",
+    )
+    table.add_row(
+        "fieldbank ingest (all rules, partitioned, atomic)",
+        f"{ingest_s:.2f}",
+        f"{args.rows / ingest_s:,.0f}",
+        f"{ingest_s / baseline_s:.2f}",
+    )
+    table.add_row(
+        "re-ingest, --force (every row already in lake)",
+        f"{reingest_s:.2f}",
+        f"{args.rows / reingest_s:,.0f}",
+        f"{reingest_s / baseline_s:.2f}",
+    )
     console.print(table)
     steps = first.table("payments").seconds_by_step
     console.print("ingest steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))

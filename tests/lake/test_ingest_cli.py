@@ -26,22 +26,38 @@ def main() -> None:
 def test_cli_ingest_prints_the_table_and_strict_fails_on_quarantine(tmp_path: Path) -> None:
     raw = write_valid_raw(tmp_path / "raw", "csv")
     runner = CliRunner()
-    result = runner.invoke(app, ["ingest", str(raw), "--data-dir", str(tmp_path / "var"), "--now", "2025-01-01"])
+    result = runner.invoke(
+        app, ["ingest", str(raw), "--data-dir", str(tmp_path / "var"), "--now", "2025-01-01"]
+    )
     assert result.exit_code == 0, result.output
     assert "rows per table" in result.output and "21 rows read = 21 landed" in result.output
     bad = [dict(r, txn_id="z" + r["txn_id"]) for r in ROWS["payments"]()]
     bad[2]["amount_minor"] = "-1"
     write_csv(tmp_path / "bad" / "payments.csv", bad, contract.PAYMENTS.column_names)
-    args = ["ingest", str(tmp_path / "bad"), "--data-dir", str(tmp_path / "var"), "--now", "2025-01-01"]
+    args = [
+        "ingest",
+        str(tmp_path / "bad"),
+        "--data-dir",
+        str(tmp_path / "var"),
+        "--now",
+        "2025-01-01",
+    ]
     result = runner.invoke(app, [*args, "--strict", "--report-json", str(tmp_path / "report.json")])
     assert result.exit_code == 1, result.output
     saved = json.loads((tmp_path / "report.json").read_text())
-    assert (saved["rows_read"], saved["rows_landed"], saved["rows_quarantined"], saved["clean"]) == (8, 7, 1, False)
+    assert (
+        saved["rows_read"],
+        saved["rows_landed"],
+        saved["rows_quarantined"],
+        saved["clean"],
+    ) == (8, 7, 1, False)
     assert saved["tables"][0]["examples"][0]["rule"] == "min_value"
     assert "min_value" in result.output and "row 3" in result.output and "'-1'" in result.output
     result = runner.invoke(app, args)  # already ingested: nothing read, exit 0
     assert result.exit_code == 0 and "1 already ingested" in result.output
-    result = runner.invoke(app, ["ingest", str(tmp_path / "nope"), "--data-dir", str(tmp_path / "var")])
+    result = runner.invoke(
+        app, ["ingest", str(tmp_path / "nope"), "--data-dir", str(tmp_path / "var")]
+    )
     assert result.exit_code == 2
 
 

@@ -29,12 +29,19 @@ def test_valid_dataset_lands_whole(tmp_path: Path, settings, fmt: str) -> None:
     for name in contract.TABLE_ORDER:
         t = report.table(name)
         expected = table_of(name)
-        assert (t.rows_read, t.rows_landed, t.rows_quarantined, t.rows_skipped) == (expected.num_rows, expected.num_rows, 0, 0)
+        assert (t.rows_read, t.rows_landed, t.rows_quarantined, t.rows_skipped) == (
+            expected.num_rows,
+            expected.num_rows,
+            0,
+            0,
+        )
         landed = read_lake_table(settings.lake_dir, name)
         assert landed.schema.equals(contract.TABLES[name].schema)
         key = contract.TABLES[name].primary_key
         assert sorted_rows(landed, key) == sorted_rows(expected, key)
-    assert not Path(settings.quarantine_dir).exists() or not any(Path(settings.quarantine_dir).rglob("*.parquet"))
+    assert not Path(settings.quarantine_dir).exists() or not any(
+        Path(settings.quarantine_dir).rglob("*.parquet")
+    )
 
 
 def test_files_hold_exactly_the_contract_columns_and_types(settings, raw: Path) -> None:
@@ -71,7 +78,9 @@ def test_partitions_are_months_of_the_time_column_in_utc(tmp_path: Path, setting
             assert month.startswith("month=")
             for value in pq.read_table(f).column(time_column).to_pylist():
                 assert value.tzinfo is not None
-                assert month == layout.month_dir_name(value.astimezone(timezone.utc).year, value.astimezone(timezone.utc).month)
+                assert month == layout.month_dir_name(
+                    value.astimezone(timezone.utc).year, value.astimezone(timezone.utc).month
+                )
                 seen += 1
     assert seen == 5 + 10
     ts = {r["txn_id"]: r["ts"] for r in read_lake_table(settings.lake_dir, "payments").to_pylist()}
@@ -93,13 +102,20 @@ def test_reingest_adds_nothing(settings, raw: Path) -> None:
         assert read_lake_table(settings.lake_dir, name).equals(before[name])
 
 
-def test_same_rows_in_another_file_are_counted_as_already_in_lake(tmp_path: Path, settings, raw: Path) -> None:
+def test_same_rows_in_another_file_are_counted_as_already_in_lake(
+    tmp_path: Path, settings, raw: Path
+) -> None:
     ingest(raw, settings, now=NOW)
     rows = ROWS["payments"]()
     write_csv(tmp_path / "again" / "payments.csv", rows, contract.PAYMENTS.column_names)
     report = ingest(tmp_path / "again", settings, now=NOW)
     t = report.table("payments")
-    assert (t.rows_read, t.rows_landed, t.rows_skipped, t.rows_quarantined) == (len(rows), 0, len(rows), 0)
+    assert (t.rows_read, t.rows_landed, t.rows_skipped, t.rows_quarantined) == (
+        len(rows),
+        0,
+        len(rows),
+        0,
+    )
     assert read_lake_table(settings.lake_dir, "payments").num_rows == len(rows)
 
 
@@ -111,7 +127,9 @@ def test_lake_relation_reads_live_version_and_empty_tables(settings, raw: Path) 
     rel = lake_relation(con, settings.lake_dir, "payments")
     assert rel.columns == contract.PAYMENTS.column_names
     assert rel.aggregate("count(*)").fetchall() == [(8,)]
-    via_glob = con.execute(f"SELECT count(*) FROM read_parquet('{lake_glob(settings.lake_dir, 'payments')}')").fetchone()
+    via_glob = con.execute(
+        f"SELECT count(*) FROM read_parquet('{lake_glob(settings.lake_dir, 'payments')}')"
+    ).fetchone()
     assert via_glob == (8,)
 
 

@@ -32,7 +32,10 @@ def visible_state(settings) -> dict[str, object]:
     return {
         name: (
             os.readlink(lake / name) if (lake / name).is_symlink() else None,
-            sorted(read_lake_table(lake, name).to_pylist(), key=lambda r: r[contract.TABLES[name].primary_key]),
+            sorted(
+                read_lake_table(lake, name).to_pylist(),
+                key=lambda r: r[contract.TABLES[name].primary_key],
+            ),
         )
         for name in contract.TABLE_ORDER
     }
@@ -45,7 +48,9 @@ def bad_and_good_payments(tmp_path: Path) -> Path:
     return tmp_path / "more"
 
 
-def test_crash_before_commit_leaves_lake_unchanged_and_next_run_lands_all(tmp_path: Path, settings, raw: Path) -> None:
+def test_crash_before_commit_leaves_lake_unchanged_and_next_run_lands_all(
+    tmp_path: Path, settings, raw: Path
+) -> None:
     ingest(raw, settings, now=NOW)
     more = bad_and_good_payments(tmp_path)
     before = visible_state(settings)
@@ -53,7 +58,9 @@ def test_crash_before_commit_leaves_lake_unchanged_and_next_run_lands_all(tmp_pa
         ingest(more, settings, now=NOW, hooks=IngestHooks(before_commit=crash_on("payments")))
     # the staged version and its quarantine exist on disk, but nothing of them is visible
     assert visible_state(settings) == before
-    assert len(list(layout.versions_root(Path(settings.lake_dir), "payments").iterdir())) == 2  # live + staged
+    assert (
+        len(list(layout.versions_root(Path(settings.lake_dir), "payments").iterdir())) == 2
+    )  # live + staged
     assert not (Path(settings.quarantine_dir) / "payments").exists()
     report = ingest(more, settings, now=NOW)
     assert any("rolled back uncommitted batch" in line for line in report.recovered)
@@ -65,7 +72,9 @@ def test_crash_before_commit_leaves_lake_unchanged_and_next_run_lands_all(tmp_pa
     assert len(list(layout.versions_root(Path(settings.lake_dir), "payments").iterdir())) == 2
 
 
-def test_crash_after_commit_delivers_quarantine_on_next_run(tmp_path: Path, settings, raw: Path) -> None:
+def test_crash_after_commit_delivers_quarantine_on_next_run(
+    tmp_path: Path, settings, raw: Path
+) -> None:
     ingest(raw, settings, now=NOW)
     more = bad_and_good_payments(tmp_path)
     with pytest.raises(SimulatedCrash):
@@ -81,7 +90,9 @@ def test_crash_after_commit_delivers_quarantine_on_next_run(tmp_path: Path, sett
     assert (row["_rule"], row["txn_id"]) == ("min_value", "xt1")
 
 
-def test_crash_midway_through_a_run_keeps_earlier_tables(tmp_path: Path, settings, raw: Path) -> None:
+def test_crash_midway_through_a_run_keeps_earlier_tables(
+    tmp_path: Path, settings, raw: Path
+) -> None:
     with pytest.raises(SimulatedCrash):
         ingest(raw, settings, now=NOW, hooks=IngestHooks(before_commit=crash_on("invoices")))
     # parties and payments committed before the crash; invoices and later did not

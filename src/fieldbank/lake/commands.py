@@ -31,18 +31,40 @@ def _given(value: Any) -> Any:
 
 
 def ingest_command(
-    src: Path = typer.Argument(..., help="directory of <table>/ folders or <table>.csv|.parquet files, or one file"),
-    table: str | None = typer.Option(None, help="ingest only this table (required for a single file not named <table>.*)"),
-    data_dir: Path | None = typer.Option(None, help="root of the lake and quarantine (default: settings)"),
+    src: Path = typer.Argument(
+        ..., help="directory of <table>/ folders or <table>.csv|.parquet files, or one file"
+    ),
+    table: str | None = typer.Option(
+        None, help="ingest only this table (required for a single file not named <table>.*)"
+    ),
+    data_dir: Path | None = typer.Option(
+        None, help="root of the lake and quarantine (default: settings)"
+    ),
     lake_dir: Path | None = typer.Option(None, help="lake directory (default: DATA_DIR/lake)"),
-    quarantine_dir: Path | None = typer.Option(None, help="quarantine directory (default: DATA_DIR/quarantine)"),
-    strict: bool = typer.Option(False, "--strict", help="exit 1 if any row is quarantined or any file rejected"),
-    force: bool = typer.Option(False, "--force", help="re-read files already ingested (their rows are not landed twice)"),
-    now: str | None = typer.Option(None, help="latest allowed timestamp, ISO 8601 (default: the current time)"),
-    memory_limit: str = typer.Option(DEFAULT_MEMORY_LIMIT, help="DuckDB memory limit; beyond it DuckDB spills to disk"),
-    threads: int | None = typer.Option(None, min=1, max=256, help="DuckDB threads (default: all cores)"),
-    max_batch_mb: int = typer.Option(sources.DEFAULT_MAX_BATCH_BYTES >> 20, min=1, max=1 << 20,
-                                     help="source MiB validated as one batch"),
+    quarantine_dir: Path | None = typer.Option(
+        None, help="quarantine directory (default: DATA_DIR/quarantine)"
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="exit 1 if any row is quarantined or any file rejected"
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="re-read files already ingested (their rows are not landed twice)"
+    ),
+    now: str | None = typer.Option(
+        None, help="latest allowed timestamp, ISO 8601 (default: the current time)"
+    ),
+    memory_limit: str = typer.Option(
+        DEFAULT_MEMORY_LIMIT, help="DuckDB memory limit; beyond it DuckDB spills to disk"
+    ),
+    threads: int | None = typer.Option(
+        None, min=1, max=256, help="DuckDB threads (default: all cores)"
+    ),
+    max_batch_mb: int = typer.Option(
+        sources.DEFAULT_MAX_BATCH_BYTES >> 20,
+        min=1,
+        max=1 << 20,
+        help="source MiB validated as one batch",
+    ),
     report_json: Path | None = typer.Option(None, help="also write the full report as JSON here"),
 ) -> None:
     """Validate raw CSV/Parquet event files and land the good rows in the lake.

@@ -55,7 +55,9 @@ def new_batch_id() -> str:
 def connect(lake_dir: Path, memory_limit: str, threads: int | None) -> duckdb.DuckDBPyConnection:
     spill = layout.spill_dir(lake_dir)
     spill.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(":memory:", config={"memory_limit": memory_limit, "temp_directory": str(spill)})
+    con = duckdb.connect(
+        ":memory:", config={"memory_limit": memory_limit, "temp_directory": str(spill)}
+    )
     con.execute("SET TimeZone = 'UTC'")  # naive timestamps are UTC; month partitions in UTC
     if threads is not None:
         assert threads >= 1
@@ -89,22 +91,38 @@ def ingest(
     hooks = hooks or IngestHooks()
     lake_dir, quarantine_dir = Path(settings.lake_dir), Path(settings.quarantine_dir)
     found, ignored = sources.discover(Path(src), table)
-    report = IngestReport(src=str(src), lake_dir=str(lake_dir), quarantine_dir=str(quarantine_dir), ignored=ignored)
+    report = IngestReport(
+        src=str(src), lake_dir=str(lake_dir), quarantine_dir=str(quarantine_dir), ignored=ignored
+    )
     with layout.lake_lock(lake_dir):
         report.recovered += layout.clean_staging(lake_dir)
         for name in contract.TABLE_ORDER:
             report.recovered += layout.recover_table(lake_dir, quarantine_dir, name)
         con = connect(lake_dir, memory_limit, threads)
         progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, disable=not show_progress, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not show_progress,
+            transient=False,
         )
         try:
             with progress:
                 for name, files in found.items():
                     report.tables.append(
-                        _ingest_table(con, contract.TABLES[name], files, settings, now, force,
-                                      max_batch_bytes, progress, hooks)
+                        _ingest_table(
+                            con,
+                            contract.TABLES[name],
+                            files,
+                            settings,
+                            now,
+                            force,
+                            max_batch_bytes,
+                            progress,
+                            hooks,
+                        )
                     )
         finally:
             con.close()
@@ -131,7 +149,9 @@ def _ingest_table(
     for f in files:
         f.sha256 = sources.sha256_of(f.path)
         if f.sha256 in seen:
-            tr.files.append(FileReport(str(f.path), f.format, f.sha256, "skipped", note=seen[f.sha256]))
+            tr.files.append(
+                FileReport(str(f.path), f.format, f.sha256, "skipped", note=seen[f.sha256])
+            )
             continue
         seen[f.sha256] = f"same content as {f.path}, read in this run"
         to_read.append(f)
@@ -183,9 +203,15 @@ def _ingest_batch(
         try:
             schemas[f.index] = validate.describe(con, tdef, f)
         except SourceError as exc:
-            file_reports[f.index].status, file_reports[f.index].error = "rejected", f"file_unreadable: {exc}"
+            file_reports[f.index].status, file_reports[f.index].error = (
+                "rejected",
+                f"file_unreadable: {exc}",
+            )
     raw_columns = {
-        c.name for c in tdef.columns for s in schemas.values() if validate.needs_parse(c, s.columns.get(c.name))
+        c.name
+        for c in tdef.columns
+        for s in schemas.values()
+        if validate.needs_parse(c, s.columns.get(c.name))
     }
     validate.create_batch_tables(con, tdef, raw_columns)
     loaded: list[SourceFile] = []
@@ -193,10 +219,15 @@ def _ingest_batch(
         progress.update(task, description=f"{tdef.name}: reading {f.path.name}")
         if f.index in schemas:
             try:
-                file_reports[f.index].rows_read = validate.load_file(con, tdef, f, schemas[f.index], raw_columns)
+                file_reports[f.index].rows_read = validate.load_file(
+                    con, tdef, f, schemas[f.index], raw_columns
+                )
                 loaded.append(f)
             except SourceError as exc:
-                file_reports[f.index].status, file_reports[f.index].error = "rejected", f"file_unreadable: {exc}"
+                file_reports[f.index].status, file_reports[f.index].error = (
+                    "rejected",
+                    f"file_unreadable: {exc}",
+                )
                 del schemas[f.index]
         progress.advance(task)
 
@@ -208,7 +239,9 @@ def _ingest_batch(
         con.execute(stmt)
     for column, ref_table, ref_column in validate.reference_statements(tdef):
         known = f"known_{ref_table}_{ref_column}"
-        ref_files = [str(p) for p in layout.partition_files(layout.live_version_dir(lake_dir, ref_table))]
+        ref_files = [
+            str(p) for p in layout.partition_files(layout.live_version_dir(lake_dir, ref_table))
+        ]
         con.execute(f"DROP TABLE IF EXISTS {known}")
         if ref_files:
             con.execute(
@@ -218,20 +251,30 @@ def _ingest_batch(
         else:
             con.execute(f"CREATE TEMP TABLE {known} (k VARCHAR)")
         validate.add_reference_violations(con, column, known, f"{ref_table}.{ref_column}")
-    validate.drop_redundant_violations(con, [(i, col) for i, s in schemas.items() for col in s.missing])
+    validate.drop_redundant_violations(
+        con, [(i, col) for i, s in schemas.items() for col in s.missing]
+    )
     progress.advance(task)
     lap("rules")
-    live_files = [str(p) for p in layout.partition_files(layout.live_version_dir(lake_dir, tdef.name))]
+    live_files = [
+        str(p) for p in layout.partition_files(layout.live_version_dir(lake_dir, tdef.name))
+    ]
     validate.add_key_checks(con, tdef, live_files)
     progress.advance(task)
     lap("keys")
 
     # accounting, per file
-    for idx, n in con.execute(f"SELECT _rid >> {ROW_BITS}, count(DISTINCT _rid) FROM viol GROUP BY 1").fetchall():
+    for idx, n in con.execute(
+        f"SELECT _rid >> {ROW_BITS}, count(DISTINCT _rid) FROM viol GROUP BY 1"
+    ).fetchall():
         file_reports[int(idx)].rows_quarantined = int(n)
-    for idx, n in con.execute(f"SELECT _rid >> {ROW_BITS}, count(*) FROM skipped GROUP BY 1").fetchall():
+    for idx, n in con.execute(
+        f"SELECT _rid >> {ROW_BITS}, count(*) FROM skipped GROUP BY 1"
+    ).fetchall():
         file_reports[int(idx)].rows_skipped = int(n)
-    (overlap,) = con.execute("SELECT count(*) FROM skipped SEMI JOIN viol USING (_rid)").fetchone() or (0,)
+    (overlap,) = con.execute(
+        "SELECT count(*) FROM skipped SEMI JOIN viol USING (_rid)"
+    ).fetchone() or (0,)
     assert overlap == 0, "a row cannot be both skipped and quarantined"
     for f in loaded:
         fr = file_reports[f.index]
@@ -255,13 +298,17 @@ def _ingest_batch(
         cols = ", ".join(q(c) for c in tdef.column_names)
         exclude = ""
         if rows_quarantined + rows_skipped > 0:
-            exclude = "ANTI JOIN (SELECT _rid FROM viol UNION SELECT _rid FROM skipped) x USING (_rid)"
+            exclude = (
+                "ANTI JOIN (SELECT _rid FROM viol UNION SELECT _rid FROM skipped) x USING (_rid)"
+            )
         (landed,) = con.execute(
             f"COPY (SELECT {cols}, strftime({q(tdef.time_column)}, '%Y-%m') AS month FROM batch {exclude}) "
             f"TO {lit(str(staged / 'data'))} (FORMAT parquet, PARTITION_BY (month), "
             f"FILENAME_PATTERN {lit('part-' + batch_id + '-{i}')})"
         ).fetchone() or (0,)
-    assert landed == expected_landed, f"{tdef.name}: landed {landed} rows, expected {expected_landed}"
+    assert landed == expected_landed, (
+        f"{tdef.name}: landed {landed} rows, expected {expected_landed}"
+    )
     pending_quarantine = None
     if rows_quarantined > 0:
         pending_quarantine = staged / f"{batch_id}.parquet"
@@ -276,22 +323,33 @@ def _ingest_batch(
     if read_reports:
         manifest = layout.read_manifest(lake_dir, tdef.name)
         manifest.previous, manifest.version = manifest.version, batch_id
-        manifest.batches.append({
-            "batch_id": batch_id,
-            "committed_at": datetime.now(timezone.utc).isoformat(),
-            "rows_read": rows_read,
-            "rows_landed": landed,
-            "rows_quarantined": rows_quarantined,
-            "rows_skipped": rows_skipped,
-            "quarantine_file": pending_quarantine.name if pending_quarantine else None,
-            "files": [
-                {"path": fr.path, "sha256": fr.sha256, "format": fr.format, "status": fr.status,
-                 "rows_read": fr.rows_read, "rows_landed": fr.rows_landed,
-                 "rows_quarantined": fr.rows_quarantined, "rows_skipped": fr.rows_skipped}
-                for fr in read_reports
-            ],
-        })
-        layout.build_version(lake_dir, tdef.name, batch_id, staged / "data", pending_quarantine, manifest)
+        manifest.batches.append(
+            {
+                "batch_id": batch_id,
+                "committed_at": datetime.now(timezone.utc).isoformat(),
+                "rows_read": rows_read,
+                "rows_landed": landed,
+                "rows_quarantined": rows_quarantined,
+                "rows_skipped": rows_skipped,
+                "quarantine_file": pending_quarantine.name if pending_quarantine else None,
+                "files": [
+                    {
+                        "path": fr.path,
+                        "sha256": fr.sha256,
+                        "format": fr.format,
+                        "status": fr.status,
+                        "rows_read": fr.rows_read,
+                        "rows_landed": fr.rows_landed,
+                        "rows_quarantined": fr.rows_quarantined,
+                        "rows_skipped": fr.rows_skipped,
+                    }
+                    for fr in read_reports
+                ],
+            }
+        )
+        layout.build_version(
+            lake_dir, tdef.name, batch_id, staged / "data", pending_quarantine, manifest
+        )
         if hooks.before_commit is not None:
             hooks.before_commit(tdef.name, batch_id)
         layout.commit_version(lake_dir, tdef.name, batch_id)
@@ -327,7 +385,16 @@ def _ingest_batch(
     tr.rows_landed += landed
     tr.rows_quarantined += rows_quarantined
     tr.rows_skipped += rows_skipped
-    for temp in ("batch", "viol", "skipped", "excluded", "lake_hits", "dup_keys", "dup_rows", "files"):
+    for temp in (
+        "batch",
+        "viol",
+        "skipped",
+        "excluded",
+        "lake_hits",
+        "dup_keys",
+        "dup_rows",
+        "files",
+    ):
         con.execute(f"DROP TABLE IF EXISTS {temp}")  # free the batch's memory now
     progress.update(task, description=f"{tdef.name}: done")
 
@@ -346,7 +413,8 @@ def _file_problems(con: duckdb.DuckDBPyConnection, f: SourceFile, schema: FileSc
     ).fetchone()
     if first is not None:
         (n,) = con.execute(
-            f"SELECT count(*) FROM viol WHERE rule = 'malformed_row' AND (_rid >> {ROW_BITS}) = ?", [f.index]
+            f"SELECT count(*) FROM viol WHERE rule = 'malformed_row' AND (_rid >> {ROW_BITS}) = ?",
+            [f.index],
         ).fetchone() or (0,)
         problems.append(f"{n} malformed line(s), first: {first[0]}")
     if not problems:
@@ -355,7 +423,11 @@ def _file_problems(con: duckdb.DuckDBPyConnection, f: SourceFile, schema: FileSc
 
 
 def _write_quarantine(
-    con: duckdb.DuckDBPyConnection, tdef: contract.Table, raw_columns: set[str], batch_id: str, path: Path
+    con: duckdb.DuckDBPyConnection,
+    tdef: contract.Table,
+    raw_columns: set[str],
+    batch_id: str,
+    path: Path,
 ) -> None:
     """Rejected rows: contract columns as text (original values), then where and why."""
     values = []

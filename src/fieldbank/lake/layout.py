@@ -124,7 +124,9 @@ def read_manifest(lake_dir: Path, table: str) -> Manifest:
     data = json.loads((version_dir / MANIFEST_NAME).read_text())
     assert data["format"] == MANIFEST_FORMAT, data["format"]
     assert data["table"] == table, (data["table"], table)
-    return Manifest(table=table, version=data["version"], previous=data["previous"], batches=data["batches"])
+    return Manifest(
+        table=table, version=data["version"], previous=data["previous"], batches=data["batches"]
+    )
 
 
 def fsync_dir(path: Path) -> None:

@@ -31,7 +31,9 @@ def lake_glob(lake_dir: Path, table: str) -> str:
     return str(Path(lake_dir) / table / "month=*" / "*.parquet")
 
 
-def lake_relation(con: duckdb.DuckDBPyConnection, lake_dir: Path, table: str) -> duckdb.DuckDBPyRelation:
+def lake_relation(
+    con: duckdb.DuckDBPyConnection, lake_dir: Path, table: str
+) -> duckdb.DuckDBPyRelation:
     """The table as a DuckDB relation with exactly the contract columns (no `month` column).
 
     Set the connection's TimeZone to UTC to see timestamps in UTC."""

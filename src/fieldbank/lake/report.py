@@ -58,7 +58,9 @@ class TableReport:
     rule_counts: list[RuleCount] = field(default_factory=list)
     examples: list[Violation] = field(default_factory=list)
     quarantine_files: list[str] = field(default_factory=list)
-    seconds_by_step: dict[str, float] = field(default_factory=dict)  # checksum, read, rules, keys, write, publish
+    seconds_by_step: dict[str, float] = field(
+        default_factory=dict
+    )  # checksum, read, rules, keys, write, publish
 
     def add_seconds(self, step: str, seconds: float) -> None:
         self.seconds_by_step[step] = self.seconds_by_step.get(step, 0.0) + seconds
@@ -116,8 +118,13 @@ class IngestReport:
     def to_dict(self) -> dict:
         """Everything in the report, plus the totals, for --report-json and pipelines."""
         out = asdict(self)
-        out.update(rows_read=self.rows_read, rows_landed=self.rows_landed,
-                   rows_quarantined=self.rows_quarantined, rows_skipped=self.rows_skipped, clean=self.clean)
+        out.update(
+            rows_read=self.rows_read,
+            rows_landed=self.rows_landed,
+            rows_quarantined=self.rows_quarantined,
+            rows_skipped=self.rows_skipped,
+            clean=self.clean,
+        )
         return out
 
     def table(self, name: str) -> TableReport:
@@ -138,7 +145,15 @@ class IngestReport:
 
     def render(self, console: Console) -> None:
         totals = RichTable(title="ingest: rows per table")
-        for col in ("table", "files", "read", "landed", "quarantined", "already in lake", "batches"):
+        for col in (
+            "table",
+            "files",
+            "read",
+            "landed",
+            "quarantined",
+            "already in lake",
+            "batches",
+        ):
             totals.add_column(col, justify="left" if col == "table" else "right")
         for t in self.tables:
             totals.add_row(
@@ -163,7 +178,9 @@ class IngestReport:
             console.print(f"[red]{f.status}[/red] {f.path}: {f.error}")
         examples = [v for t in self.tables for v in t.examples]
         if examples:
-            console.print(f"[yellow]first {len(examples)} violations[/yellow] (all are in the quarantine):")
+            console.print(
+                f"[yellow]first {len(examples)} violations[/yellow] (all are in the quarantine):"
+            )
             for v in examples:
                 console.print(f"  {v}", markup=False, highlight=False)
         for t in self.tables:

@@ -27,7 +27,9 @@ def discover(src: Path, table: str | None = None) -> tuple[dict[str, list[Source
     Names starting with '.' or '_' are ignored silently (_SUCCESS, .crc files).
     """
     if table is not None and table not in contract.TABLES:
-        raise ValueError(f"unknown table {table!r}; the contract has {', '.join(contract.TABLE_ORDER)}")
+        raise ValueError(
+            f"unknown table {table!r}; the contract has {', '.join(contract.TABLE_ORDER)}"
+        )
     if not src.exists():
         raise FileNotFoundError(f"{src} does not exist")
     found: dict[str, list[SourceFile]] = {}
@@ -55,14 +57,18 @@ def discover(src: Path, table: str | None = None) -> tuple[dict[str, list[Source
                 if fmt is None:
                     ignored.append(f"{path}: not a .csv or .parquet file")
                     continue
-                found.setdefault(entry.name, []).append(SourceFile(entry.name, path, fmt, path.stat().st_size))
+                found.setdefault(entry.name, []).append(
+                    SourceFile(entry.name, path, fmt, path.stat().st_size)
+                )
         elif entry.is_file() and entry.stem in contract.TABLES and file_format(entry) is not None:
             if entry.stem in tables:
                 found.setdefault(entry.stem, []).append(
                     SourceFile(entry.stem, entry, file_format(entry) or "", entry.stat().st_size)
                 )
         else:
-            ignored.append(f"{entry}: not a table of the contract ({', '.join(contract.TABLE_ORDER)})")
+            ignored.append(
+                f"{entry}: not a table of the contract ({', '.join(contract.TABLE_ORDER)})"
+            )
     return {name: found[name] for name in contract.TABLE_ORDER if name in found}, ignored
 
 

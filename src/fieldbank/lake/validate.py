@@ -61,7 +61,9 @@ TYPE_NAMES: dict[str, str] = {
 # and no judgement. Naive timestamps are taken as UTC (the session time zone is UTC).
 # Anything else goes through text and the strict parser below, row by row.
 LOSSLESS_SOURCE_TYPES: dict[str, frozenset[str]] = {
-    "BIGINT": frozenset({"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UINTEGER", "USMALLINT", "UTINYINT"}),
+    "BIGINT": frozenset(
+        {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UINTEGER", "USMALLINT", "UTINYINT"}
+    ),
     "INTEGER": frozenset({"INTEGER", "SMALLINT", "TINYINT", "USMALLINT", "UTINYINT"}),
     "BOOLEAN": frozenset({"BOOLEAN"}),
     "TIMESTAMPTZ": frozenset(
@@ -140,7 +142,9 @@ def describe(con: duckdb.DuckDBPyConnection, table: contract.Table, f: SourceFil
     """Read a file's column names and types; raises SourceError when it is unreadable."""
     try:
         if f.format == "parquet":
-            rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(f.path))})").fetchall()
+            rows = con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({lit(str(f.path))})"
+            ).fetchall()
         else:
             rows = con.execute(
                 f"DESCRIBE SELECT * FROM read_csv({lit(str(f.path))}, {CSV_OPTIONS}, store_rejects=true)"
@@ -167,7 +171,9 @@ def needs_parse(column: contract.Column, source_type: str | None) -> bool:
     return source_type not in LOSSLESS_SOURCE_TYPES[target]
 
 
-def create_batch_tables(con: duckdb.DuckDBPyConnection, table: contract.Table, raw_columns: set[str]) -> None:
+def create_batch_tables(
+    con: duckdb.DuckDBPyConnection, table: contract.Table, raw_columns: set[str]
+) -> None:
     cols = ["_rid BIGINT", "_file_idx INTEGER", "_row BIGINT"]
     cols += [f"{q(c.name)} {duck_type(c)}" for c in table.columns]
     cols += [f"{q('_raw_' + name)} VARCHAR" for name in table.column_names if name in raw_columns]
@@ -231,7 +237,9 @@ def load_file(
         )
     except duckdb.Error as exc:
         raise SourceError(f"{f.path}: cannot read as {f.format}: {first_line(exc)}") from exc
-    rows_read = con.execute("SELECT count(*), max(_row) FROM batch WHERE _file_idx = ?", [f.index]).fetchone()
+    rows_read = con.execute(
+        "SELECT count(*), max(_row) FROM batch WHERE _file_idx = ?", [f.index]
+    ).fetchone()
     assert rows_read is not None
     assert (rows_read[1] or 0) < MAX_ROWS_PER_FILE, f"{f.path}: too many rows for one file"
     n_rows = int(rows_read[0])
@@ -242,7 +250,9 @@ def load_file(
     return n_rows
 
 
-def _malformed_csv_lines(con: duckdb.DuckDBPyConnection, f: SourceFile) -> list[tuple[int, str, str, str]]:
+def _malformed_csv_lines(
+    con: duckdb.DuckDBPyConnection, f: SourceFile
+) -> list[tuple[int, str, str, str]]:
     """Lines DuckDB's CSV reader rejected: (line, column, raw text, error), one per line."""
     rows = con.execute(
         f"SELECT line, any_value(column_name), any_value(csv_line), "
@@ -255,7 +265,10 @@ def _malformed_csv_lines(con: duckdb.DuckDBPyConnection, f: SourceFile) -> list[
 
 
 def _insert_malformed(
-    con: duckdb.DuckDBPyConnection, table: contract.Table, f: SourceFile, malformed: list[tuple[int, str, str, str]]
+    con: duckdb.DuckDBPyConnection,
+    table: contract.Table,
+    f: SourceFile,
+    malformed: list[tuple[int, str, str, str]],
 ) -> int:
     """Put malformed CSV lines into the batch as all-NULL rows, and renumber the others.
 
@@ -277,11 +290,18 @@ def _insert_malformed(
     for line, column, text, error in malformed:
         row = line - 1
         con.execute(
-            "INSERT INTO batch (_rid, _file_idx, _row) VALUES (?, ?, ?)", [rid_base + row, f.index, row]
+            "INSERT INTO batch (_rid, _file_idx, _row) VALUES (?, ?, ?)",
+            [rid_base + row, f.index, row],
         )
         con.execute(
             "INSERT INTO viol VALUES (?, ?, 'malformed_row', ?, ?, ?)",
-            [rid_base + row, RULE_ORDER["malformed_row"], column, text, f"line {line} (data row {row}): {error}"],
+            [
+                rid_base + row,
+                RULE_ORDER["malformed_row"],
+                column,
+                text,
+                f"line {line} (data row {row}): {error}",
+            ],
         )
     return len(malformed)
 
@@ -318,7 +338,9 @@ def _file_level_violations(
         )
 
 
-def drop_redundant_violations(con: duckdb.DuckDBPyConnection, missing: list[tuple[int, str]]) -> None:
+def drop_redundant_violations(
+    con: duckdb.DuckDBPyConnection, missing: list[tuple[int, str]]
+) -> None:
     """A malformed line breaks every rule, and a missing column makes every row 'required';
     keep only the file-level reason for those so the report stays readable."""
     con.execute(
@@ -355,7 +377,13 @@ def row_rule_statements(table: contract.Table, raw_columns: set[str], now: datet
         if c.name in raw_columns:
             raw = q("_raw_" + c.name)
             text = f"COALESCE({raw}, {text})"  # the value as written in the file
-            add("type", c.name, raw, lit(f"not a valid {TYPE_NAMES[target]}"), f"{col} IS NULL AND {raw} IS NOT NULL")
+            add(
+                "type",
+                c.name,
+                raw,
+                lit(f"not a valid {TYPE_NAMES[target]}"),
+                f"{col} IS NULL AND {raw} IS NOT NULL",
+            )
             null_where = f"{col} IS NULL AND {raw} IS NULL"
         else:
             null_where = f"{col} IS NULL"
@@ -363,17 +391,45 @@ def row_rule_statements(table: contract.Table, raw_columns: set[str], now: datet
             add("required", c.name, "NULL", lit("required, but empty/null"), null_where)
         if c.allowed is not None:
             allowed = ", ".join(lit(v) for v in c.allowed)
-            add("allowed", c.name, text, lit("must be one of " + ", ".join(c.allowed)), f"{col} NOT IN ({allowed})")
+            add(
+                "allowed",
+                c.name,
+                text,
+                lit("must be one of " + ", ".join(c.allowed)),
+                f"{col} NOT IN ({allowed})",
+            )
         if c.min_value is not None:
-            add("min_value", c.name, text, lit(f"must be >= {c.min_value}"), f"{col} < {c.min_value}")
+            add(
+                "min_value",
+                c.name,
+                text,
+                lit(f"must be >= {c.min_value}"),
+                f"{col} < {c.min_value}",
+            )
         if c.type == contract.TIMESTAMP:
-            add("too_early", c.name, text, lit(f"before {earliest.date()} (MIN_EVENT_YEAR)"),
-                f"{col} < {ts_literal(earliest)}")
-            add("future", c.name, text, lit(f"in the future (now = {now.isoformat()})"), f"{col} > {ts_literal(now)}")
+            add(
+                "too_early",
+                c.name,
+                text,
+                lit(f"before {earliest.date()} (MIN_EVENT_YEAR)"),
+                f"{col} < {ts_literal(earliest)}",
+            )
+            add(
+                "future",
+                c.name,
+                text,
+                lit(f"in the future (now = {now.isoformat()})"),
+                f"{col} > {ts_literal(now)}",
+            )
         if c.not_before is not None:
             other = q(c.not_before)
-            add("not_before", c.name, text,
-                f"'must be >= {c.not_before} (' || CAST({other} AS VARCHAR) || ')'", f"{col} < {other}")
+            add(
+                "not_before",
+                c.name,
+                text,
+                f"'must be >= {c.not_before} (' || CAST({other} AS VARCHAR) || ')'",
+                f"{col} < {other}",
+            )
     return stmts
 
 
@@ -389,7 +445,9 @@ def reference_statements(table: contract.Table) -> list[tuple[str, str, str]]:
     return out
 
 
-def add_reference_violations(con: duckdb.DuckDBPyConnection, column: str, known_table: str, ref: str) -> None:
+def add_reference_violations(
+    con: duckdb.DuckDBPyConnection, column: str, known_table: str, ref: str
+) -> None:
     """Rows whose `column` is not among the known keys (`known_table`, one column k)."""
     con.execute(
         f"INSERT INTO viol SELECT b._rid, {RULE_ORDER['reference']}, 'reference', {lit(column)}, "
