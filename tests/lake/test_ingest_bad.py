@@ -340,3 +340,26 @@ def test_rejected_rows_are_all_quarantined_from_a_valid_raw_dir_with_one_bad_tab
         "nobody",
         3,
     )
+
+
+def test_corrupt_parquet_pages_reject_the_file_after_its_footer_was_read(
+    tmp_path: Path, settings
+) -> None:
+    """The footer reads fine (so the schema checks pass) but a data page does not decode."""
+    ingest_parties(tmp_path, settings)
+    n = 20_000
+    one = table_of("payments").slice(0, 1)
+    big = pa.concat_tables([one] * n)
+    big = big.set_column(0, "txn_id", pa.array([f"c{i:06d}" for i in range(n)]))
+    big = big.set_column(4, "amount_minor", pa.array(range(1, n + 1), pa.int64()))
+    src = write_parquet(tmp_path / "in" / "payments.parquet", big)
+    data = bytearray(src.read_bytes())
+    middle = len(data) // 3
+    data[middle : middle + 512] = bytes(512)
+    src.write_bytes(bytes(data))
+    assert pq.read_schema(src).names == contract.PAYMENTS.column_names  # footer intact
+    report = ingest(tmp_path / "in", settings, now=NOW)
+    (rejected,) = report.files_rejected
+    assert rejected.path == str(src) and "file_unreadable" in (rejected.error or "")
+    assert report.table("payments").rows_read == 0
+    assert read_lake_table(settings.lake_dir, "payments").num_rows == 0
