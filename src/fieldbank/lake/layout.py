@@ -31,7 +31,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,10 +166,11 @@ def build_version(
     staged_dir: Path | None,
     pending_quarantine: Path | None,
     manifest: Manifest,
+    keep_file: Callable[[Path], bool] | None = None,
 ) -> Path:
     """Assemble the new version directory next to the live one; nothing is visible yet.
 
-    Hard-links every file of the live version, moves the staged month partitions in, puts
+    Hard-links every file of the live version (those `keep_file` accepts, when given), moves the staged month partitions in, puts
     the pending quarantine file and the manifest beside them, and fsyncs.
     """
     root = versions_root(lake_dir, table)
@@ -178,6 +179,8 @@ def build_version(
     assert not new_dir.exists(), f"version {new_dir} already exists"
     new_dir.mkdir()
     for old_file in partition_files(live_version_dir(lake_dir, table)):
+        if keep_file is not None and not keep_file(old_file):
+            continue
         target = new_dir / old_file.parent.name / old_file.name
         target.parent.mkdir(exist_ok=True)
         os.link(old_file, target)
