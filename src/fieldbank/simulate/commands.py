@@ -56,7 +56,7 @@ def simulate_command(
     months: int = typer.Option(24, min=1, max=MAX_MONTHS, help="months of history to simulate"),
     seed: int = typer.Option(7, help="random seed; same seed, same economy"),
     start: str = typer.Option("2023-01-01", help="first simulated month (YYYY-MM-01)"),
-    pd_paths: int = typer.Option(16, min=1, max=256, help="Monte Carlo paths per party and month for the true PD"),
+    pd_paths: int = typer.Option(8, min=1, max=256, help="Monte Carlo paths per party and month for the true PD"),
     data_dir: Path = typer.Option(None, help="root data directory (default: settings)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> SimReport:

@@ -20,8 +20,9 @@ MIN_PARTIES = 50
 # Months simulated after the period (state only, no events) so that every month start of
 # the period has 12 months of future for the counterfactual label.
 HORIZON_MONTHS = 12
-# Real "today" of the project: the whole simulated period must lie before it.
-LATEST_PERIOD_END = dt.date(2026, 11, 1)
+# Real "today" of the project is 2026-11-29: the whole simulated period must lie before it,
+# including due dates of invoices issued at the end (up to 60 days after the period).
+LATEST_PERIOD_END = dt.date(2026, 9, 1)
 
 US_PER_DAY = 86_400_000_000
 US_PER_SECOND = 1_000_000
@@ -132,7 +133,7 @@ class SimParams:
     flat_rate_per_month: float = 0.015  # flat interest per month on the principal
 
     # ground truth
-    pd_paths: int = 16  # Monte Carlo paths per party and month start for true_pd_12m
+    pd_paths: int = 8  # Monte Carlo paths per party and month start for true_pd_12m
 
     # output
     chunk_parties: int = 100_000  # households per payment chunk (bounds memory)

@@ -124,6 +124,7 @@ class Population:
     declared_assets_minor: np.ndarray  # -1 = not declared
     expected_income_minor: np.ndarray  # true expected monthly income per party (standard loan size)
     cash0_minor: np.ndarray  # cash at the start of the period
+    need_by_month_minor: np.ndarray  # households x 12: essential needs by month of year (float32)
     declared_income_shown: np.ndarray  # False = declared income missing in the parties table
     birth_year_shown: np.ndarray
 
@@ -200,8 +201,10 @@ def build_population(p: SimParams, rng: np.random.Generator) -> Population:
     # factories: the largest workshops of each region employ most wage earners
     is_factory = np.zeros(n_b, dtype=bool)
     factory_candidates = np.flatnonzero(b_sector == workshop)
-    n_factories = max(1, min(len(factory_candidates) // 3, int(n_h * 0.0025)))
-    is_factory[rng.choice(factory_candidates, size=n_factories, replace=False)] = True
+    # keep at least one ordinary workshop for households to buy services from
+    n_factories = min(len(factory_candidates) - 1, max(1, int(n_h * 0.0025)))
+    if n_factories > 0:
+        is_factory[rng.choice(factory_candidates, size=n_factories, replace=False)] = True
     sector = np.empty(n, dtype=np.int8)
     sector[:n_h] = livelihood  # contract sector indices 0..2 are farming, wage, mixed
     sector[n_h:] = np.asarray([SECTOR_INDEX[s] for s in BUSINESS_SECTOR_LIST], dtype=np.int8)[b_sector]
@@ -261,6 +264,9 @@ def build_population(p: SimParams, rng: np.random.Generator) -> Population:
     loc_picker = WeightedPicker(b_region[loc_b].astype(np.int64), labour_demand[loc_b], n_regions)
     loc_picker.order = loc_b[loc_picker.order]
     fac_b = np.flatnonzero(is_factory)
+    if len(fac_b) == 0:  # tiny economies: every wage earner works for a local business
+        goes_local[:] = True
+        fac_b = loc_b
     fac_picker = WeightedPicker(b_region[fac_b].astype(np.int64), attractiveness[fac_b], n_regions)
     fac_picker.order = fac_b[fac_picker.order]
     fac_all = WeightedPicker(np.zeros(len(fac_b), dtype=np.int64), attractiveness[fac_b], 1)
@@ -336,7 +342,7 @@ def build_population(p: SimParams, rng: np.random.Generator) -> Population:
 
     # --- starting cash: months of income rising with discipline; farmers also carry last harvest
     months_buffer = (np.exp(rng.normal(np.log(0.8 + 4.0 * discipline[:n_h]) + 0.02 * (age[:n_h] - 45), 0.6))
-                     + 2.0 * (farm_annual > 0))
+                     + 3.0 * (farm_annual > 0))
     cash0 = np.empty(n, dtype=np.int64)
     cash0[:n_h] = (base_income * months_buffer).astype(np.int64)
     b_fixed = overhead + exp_rev * 0.15
@@ -355,12 +361,18 @@ def build_population(p: SimParams, rng: np.random.Generator) -> Population:
     declared_assets = (assets * np.exp(rng.normal(0.15, 0.35, n)) / 100_000).round().astype(np.int64) * 100_000
     declared_assets = np.where(rng.random(n) < 0.12, -1, declared_assets)
 
+    from fieldbank.simulate.households import essential_needs
+
+    need_by_month = np.column_stack([essential_needs(ess, crop, m).sum(axis=1) for m in range(12)]).astype(np.float32)
+
     # --- fraud rings: a few households share one device and take loans they never repay
     fraud_ring = np.full(n, -1, dtype=np.int32)
-    n_ring_members = int(n * p.fraud_ring_share)
-    if n_ring_members >= 3:
+    ring_size = 4
+    n_ring_members = int(n * p.fraud_ring_share) // ring_size * ring_size
+    if p.fraud_ring_share > 0 and n >= 1000:
+        n_ring_members = max(n_ring_members, ring_size)  # at least one ring to find
+    if n_ring_members >= ring_size:
         members = rng.choice(n_h, size=n_ring_members, replace=False)
-        ring_size = 4
         fraud_ring[members] = (np.arange(n_ring_members) // ring_size).astype(np.int32)
         # fraudsters inflate what they declare
         declared_income[members] = declared_income[members] * 2
@@ -383,5 +395,5 @@ def build_population(p: SimParams, rng: np.random.Generator) -> Population:
         shop_picker_regional=regional, shop_picker_sector=by_sector,
         declared_income_minor=declared_income, declared_assets_minor=declared_assets,
         expected_income_minor=expected_income,
-        cash0_minor=cash0, declared_income_shown=rng.random(n) >= 0.05, birth_year_shown=rng.random(n) >= 0.03,
+        cash0_minor=cash0, need_by_month_minor=need_by_month, declared_income_shown=rng.random(n) >= 0.05, birth_year_shown=rng.random(n) >= 0.03,
     )

@@ -167,34 +167,38 @@ def _household_paths(p, pop, idx, moy, cash, employed, stressed, shocks, inst_st
     disc_total = pop.disc_want_minor[idx].sum(axis=1).astype(np.float32)
     I = inst_std[idx]
     ex, rem = existing[idx], remaining[idx]
+    need_by_month = pop.need_by_month_minor[idx]
+    reserve_months_std = np.round(1 + 5 * discipline).astype(np.float32)
+    reserve_base = 2.0 * discipline * ess_total
+    p_find = np.float32(p.job_finding_prob)
     for j in range(12):
         m = (moy + j) % 12
-        if j > 0:
-            e = np.where(e, rng.random((k, n), np.float32) >= p_sep, rng.random((k, n), np.float32) < p.job_finding_prob)
+        if j > 0:  # one uniform draw decides both leaving and finding a job
+            u = rng.random((k, n), np.float32)
+            e = np.where(e, u >= p_sep, u < p_find)
+        avail = c + e * wage
         share = HARVEST_SHARE[crop, m].astype(np.float32)
-        harvest = np.zeros((k, n), np.float32)
         grows = share > 0
         if grows.any():
-            mult = shocks[j].crop_multiplier[:, region[grows], crop[grows]]
+            mult = shocks[j].crop_multiplier[:, region[grows], crop[grows]].astype(np.float32)
             noise = np.exp(rng.standard_normal((k, int(grows.sum())), np.float32) * vol[grows])
-            harvest[:, grows] = farm[grows] * share[grows] * mult * noise
-        avail = c + e * wage + harvest
-        need = hh.essential_needs(pop.ess_need_minor[idx], crop, m).sum(axis=1).astype(np.float32)
-        floor = need * hh.ESSENTIAL_FLOOR
+            avail[:, grows] += farm[grows] * share[grows] * mult * noise
+        need = need_by_month[:, m]
+        floor = need * np.float32(hh.ESSENTIAL_FLOOR)
         avail -= np.minimum(floor, avail)
-        pay_ex = (j < rem) & (avail >= ex)
-        avail -= np.where(pay_ex, ex, 0)
+        if j < rem.max(initial=0):
+            avail -= np.where((j < rem) & (avail >= ex), ex, 0)
         if j >= 1:
             defaulted |= (j - 1 - paid) >= DEFAULT_MONTHS_OVERDUE
             n_pay = np.minimum(j - paid, np.floor(avail / I)).astype(np.int16)
             paid += n_pay
             avail -= n_pay * I
         avail -= np.minimum(need - floor, avail)
-        b = bills + elec * (ELECTRICITY_MULTIPLIER[m] - 1)
-        avail -= np.where(avail >= b, b, 0)
-        reserve = hh.reserve_minor(discipline, ess_total, ex, np.maximum(rem - j - 1, 0))
-        reserve = reserve + I * np.minimum(12 - paid, np.round(1 + 5 * discipline))
-        avail -= np.minimum(disc_total * FESTIVAL_MULTIPLIER[m], kappa * np.maximum(avail - reserve, 0))
+        bill = bills + elec * np.float32(ELECTRICITY_MULTIPLIER[m] - 1)
+        avail -= np.where(avail >= bill, bill, 0)
+        reserve = reserve_base + ex * np.minimum(np.maximum(rem - j - 1, 0), reserve_months_std)
+        reserve = reserve + I * np.minimum(12 - paid, reserve_months_std)
+        avail -= np.minimum(disc_total * np.float32(FESTIVAL_MULTIPLIER[m]), kappa * np.maximum(avail - reserve, 0))
         c = avail
     defaulted |= (12 - 1 - paid) >= DEFAULT_MONTHS_OVERDUE
     return defaulted.mean(axis=0)
