@@ -7,7 +7,7 @@ test can vary them. Money is integer minor units (fen); rates are plain fraction
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -139,8 +139,6 @@ class SimParams:
     chunk_parties: int = 100_000  # households per payment chunk (bounds memory)
     rows_per_file: int = 25_000_000
 
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
-
     def __post_init__(self) -> None:
         if not MIN_PARTIES <= self.parties <= MAX_PARTIES:
             raise ValueError(f"parties={self.parties}: must be in [{MIN_PARTIES}, {MAX_PARTIES}]")
@@ -165,7 +163,6 @@ class SimParams:
     def as_dict(self) -> dict:
         out = asdict(self)
         out["start"] = self.start.isoformat()
-        out.pop("extra")
         return out
 
 
