@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fieldbank import contract
 from fieldbank.simulate import bills as bill_model
@@ -39,7 +40,13 @@ from fieldbank.simulate.payments import (
     random_ts,
     simple_rows,
 )
-from fieldbank.simulate.population import FARMING, MIXED, Population, build_population
+from fieldbank.simulate.population import (
+    BUSINESS_SECTOR_LIST,
+    Population,
+    build_population,
+    hex_hashes,
+    pick_in_region_or_sector,
+)
 from fieldbank.simulate.shocks import HARVEST_SHARE, draw_shocks
 from fieldbank.simulate.supply import InvoiceBook
 from fieldbank.simulate.writer import (
@@ -54,6 +61,7 @@ from fieldbank.simulate.writer import (
 )
 
 NO_CATEGORY = -1
+SHOP_SECTOR_SLOT = np.asarray([BUSINESS_SECTOR_LIST.index(s) for s in SHOP_SECTORS])
 
 
 @dataclass
@@ -133,8 +141,6 @@ class EventOut:
 
 
 def _prefixed(prefix: str, numbers: np.ndarray) -> pa.Array:
-    import pyarrow.compute as pc
-
     return pc.binary_join_element_wise(prefix, pc.cast(pa.array(numbers, pa.int64()), pa.string()), "")
 
 
@@ -154,8 +160,6 @@ def parties_table(pop: Population, start_us: int, rng: np.random.Generator) -> d
         device[in_ring] = ring_device[ring[in_ring]]
     phone_ok = rng.random(n) >= 0.02
     device_ok = (rng.random(n) >= 0.05) | in_ring
-    from fieldbank.simulate.population import hex_hashes
-
     income_ok = pop.declared_income_shown
     return {
         "party_id": pop.party_ids,
@@ -445,6 +449,9 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
                 tw.cash(t, month_start[t], series.cash_start[t], np.rint(pay_in).astype(np.int64),
                         np.rint(pay_out).astype(np.int64), bills_paid, loan_in, loan_out, ext_in, ext_out, cash)
             series.record(t, inc, com, dsc, cut)
+            if emit:
+                series.seen_in[t] = pay_in
+                series.seen_out[t] = pay_out + bills_paid
 
             # 9. jobs and customers move
             employer_stressed = np.zeros(n_h, bool)
@@ -459,9 +466,7 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
             p_switch = 0.01 + 0.15 * shop_stressed + 0.02 * (1 - b_mq[shops])
             switch_h, switch_slot = np.nonzero(rs.random(shops.shape) < p_switch)
             if len(switch_h):
-                from fieldbank.simulate.population import BUSINESS_SECTOR_LIST, pick_in_region_or_sector
-
-                sector_slot = np.asarray([BUSINESS_SECTOR_LIST.index(s) for s in SHOP_SECTORS])[switch_slot]
+                sector_slot = SHOP_SECTOR_SLOT[switch_slot]
                 shops[switch_h, switch_slot] = pick_in_region_or_sector(
                     pop.shop_picker_regional, pop.shop_picker_sector, pop.region[switch_h], sector_slot,
                     len(BUSINESS_SECTOR_LIST), rs)

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fieldbank.simulate.households import essential_needs
 from fieldbank.simulate.params import (
     BUSINESS_SHARES,
     CATEGORY_SHOP,
@@ -300,7 +301,6 @@ def build_population(p: SimParams, rng: np.random.Generator) -> Population:
     harvest_buyer[growers[second]] = buyer_picker.pick(gr[second] * 2 + 1, rng)
     third = ~first & ~second
     harvest_buyer[growers[third]] = coop_all.pick(np.zeros(int(third.sum()), dtype=np.int64), rng)
-    exp_rev += 0  # co-ops' revenue comes from selling crops outside (see businesses.py)
 
     # --- supply network: scale-free by the fitness model (Pareto fitness ~ preferential attachment)
     is_supplier = np.isin(b_sector, [BUSINESS_SECTOR_LIST.index(s) for s in SUPPLIER_SECTORS]) & ~is_factory
@@ -360,8 +360,6 @@ def build_population(p: SimParams, rng: np.random.Generator) -> Population:
     declared_income = (expected_income * 12 * np.exp(overstatement) / 100_000).round().astype(np.int64) * 100_000
     declared_assets = (assets * np.exp(rng.normal(0.15, 0.35, n)) / 100_000).round().astype(np.int64) * 100_000
     declared_assets = np.where(rng.random(n) < 0.12, -1, declared_assets)
-
-    from fieldbank.simulate.households import essential_needs
 
     need_by_month = np.column_stack([essential_needs(ess, crop, m).sum(axis=1) for m in range(12)]).astype(np.float32)
 

@@ -16,7 +16,6 @@ Nothing here is ever read by the model pipeline; it exists to judge models and p
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +24,10 @@ import pyarrow.parquet as pq
 
 from fieldbank import contract
 from fieldbank.simulate import credit, households as hh
-from fieldbank.simulate.bills import DEFERRED, LATE
 from fieldbank.simulate.businesses import FACTORY_LABOUR_SHARE, owner_draw_propensity
 from fieldbank.simulate.params import (
     ELECTRICITY_MULTIPLIER,
     FESTIVAL_MULTIPLIER,
-    HORIZON_MONTHS,
     SimParams,
 )
 from fieldbank.simulate.population import Population
@@ -68,6 +65,10 @@ class Series:
         self.cash_start = np.zeros((months, n), np.int64)
         self.cut = np.zeros((months, n), np.float32)
         self.late_bills = np.zeros((months, n), bool)
+        # what the event tables show (payments in; payments out + bills paid), for the
+        # alternative-data realism figure
+        self.seen_in = np.zeros((months, n), np.float32)
+        self.seen_out = np.zeros((months, n), np.float32)
 
     def record(self, t: int, inc: np.ndarray, com: np.ndarray, dsc: np.ndarray, cut: np.ndarray) -> None:
         self.inc[t], self.com[t], self.dsc[t], self.cut[t] = inc, com, dsc, cut
@@ -313,8 +314,30 @@ def traditional_features(pop: Population) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def traditional_auc(pop: Population, parties: np.ndarray, y: np.ndarray, seed: int) -> float:
-    """Cross-validated AUC of a logistic regression on traditional fields alone."""
+def alternative_features(series: Series, parties: np.ndarray, open_month: np.ndarray,
+                         window: int = 6) -> np.ndarray:
+    """Simple features a lender could compute from the event tables before the loan opened.
+
+    Mean money in and out per month, net flow as a share of money in, month-to-month
+    variability of money in, and the share of months with late or unpaid bills, over the
+    `window` months before the loan (zeros when there is no history).
+    """
+    months = np.arange(series.seen_in.shape[0])[:, None]
+    w = ((months < open_month[None, :]) & (months >= open_month[None, :] - window)).astype(np.float32)
+    n_months = np.maximum(w.sum(axis=0), 1)
+    flow_in = series.seen_in[:, parties] * w
+    flow_out = series.seen_out[:, parties] * w
+    mean_in = flow_in.sum(axis=0) / n_months
+    mean_out = flow_out.sum(axis=0) / n_months
+    net_share = (flow_in.sum(axis=0) - flow_out.sum(axis=0)) / (flow_in.sum(axis=0) + 1.0)
+    var_in = ((series.seen_in[:, parties] - mean_in) ** 2 * w).sum(axis=0) / n_months
+    cv_in = np.sqrt(var_in) / (mean_in + 1.0)
+    late = (series.late_bills[: w.shape[0], parties] * w).sum(axis=0) / n_months
+    return np.column_stack([np.log1p(mean_in), np.log1p(mean_out), net_share, cv_in, late, w.sum(axis=0)])
+
+
+def logit_auc(x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    """Cross-validated (5-fold) AUC of a standardised logistic regression."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -322,7 +345,6 @@ def traditional_auc(pop: Population, parties: np.ndarray, y: np.ndarray, seed: i
 
     if y.sum() < 10 or (len(y) - y.sum()) < 10:
         return float("nan")
-    x = traditional_features(pop)[parties]
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     proba = cross_val_predict(model, x, y, cv=folds, method="predict_proba")[:, 1]
@@ -368,12 +390,16 @@ def finish(tw: TruthWriter, p: SimParams, pop: Population, series: Series, snaps
     window = (months_before < open_m[None, :]) & (months_before >= open_m[None, :] - 6)
     late_share = (series.late_bills[: p.months][:, parties] & window).sum(axis=0) / np.maximum(window.sum(axis=0), 1)
     with_history = np.unique(snapshot.party)
+    trad = traditional_features(pop)[parties]
+    alt = alternative_features(series, parties, open_m)
     return {
         "loans": int(len(snapshot)),
         "seasoned_loans": int(seasoned.sum()),
         "default_rate_past_loans": float(y.mean()) if len(y) else float("nan"),
         "credit_history_share": float(len(with_history) / n),
-        "auc_traditional_logit": traditional_auc(pop, parties, y, p.seed),
+        "auc_traditional_logit": logit_auc(trad, y, p.seed),
+        "auc_alternative_logit": logit_auc(alt, y, p.seed),
+        "auc_traditional_plus_alternative_logit": logit_auc(np.column_stack([trad, alt]), y, p.seed),
         "auc_true_pd": _auc(y, pd_at_open),
         "auc_late_bills_6m": _auc(y, late_share),
         "population_default_rate_standard_loan": float(cf.mean()),
