@@ -37,18 +37,30 @@ def _value(option: object) -> object:
     return getattr(option, "default", option)
 
 
+# Below this many defaults among the seasoned loans an AUC is too noisy to judge.
+MIN_DEFAULTS_FOR_AUC = 50
+
+
 def realism_table(report: SimReport) -> Table:
-    table = Table(title="realism of the simulated economy")
+    r = report.realism
+    seasoned = int(r.get("seasoned_loans", 0))
+    defaults = int(round(r.get("default_rate_past_loans", 0.0) * seasoned)) if seasoned else 0
+    few = defaults < MIN_DEFAULTS_FOR_AUC
+    caption = f"{seasoned:,} seasoned loans, {defaults:,} defaults"
+    if few:
+        caption += ": too few for stable AUCs (simulate 10,000+ parties to judge them)"
+    table = Table(title="realism of the simulated economy", caption=caption)
     for col in ("figure", "value", "aim"):
         table.add_column(col)
     for key, label in LABELS.items():
-        value = report.realism.get(key, float("nan"))
+        value = r.get(key, float("nan"))
         aim = AIMS.get(key)
         if aim is None:
             aim_text = ""
         else:
             ok = aim[0] <= value <= aim[1]
-            aim_text = f"[{'green' if ok else 'red'}]{aim[0]:g} - {aim[1]:g}[/]"
+            colour = "green" if ok else ("yellow" if few and key.startswith("auc") else "red")
+            aim_text = f"[{colour}]{aim[0]:g} - {aim[1]:g}[/]"
         table.add_row(label, f"{value:.3f}", aim_text)
     return table
 
