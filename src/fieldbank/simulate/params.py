@@ -17,6 +17,9 @@ from fieldbank import contract
 MAX_PARTIES = 5_000_000
 MAX_MONTHS = 120
 MIN_PARTIES = 50
+# The ground truth keeps ~40 bytes per party and simulated month in memory (truth.Series):
+# this bounds it to about 6 GiB.
+MAX_PARTY_MONTHS = 150_000_000
 # Months simulated after the period (state only, no events) so that every month start of
 # the period has 12 months of future for the counterfactual label.
 HORIZON_MONTHS = 12
@@ -144,6 +147,11 @@ class SimParams:
             raise ValueError(f"parties={self.parties}: must be in [{MIN_PARTIES}, {MAX_PARTIES}]")
         if not 1 <= self.months <= MAX_MONTHS:
             raise ValueError(f"months={self.months}: must be in [1, {MAX_MONTHS}]")
+        if self.parties * (self.months + HORIZON_MONTHS) > MAX_PARTY_MONTHS:
+            raise ValueError(
+                f"parties={self.parties}, months={self.months}: (months + {HORIZON_MONTHS}) x parties must be "
+                f"at most {MAX_PARTY_MONTHS:,} (memory of the ground truth); simulate fewer parties or months"
+            )
         if self.start.day != 1:
             raise ValueError(f"start={self.start}: must be the first day of a month")
         if period_end(self.start, self.months) > LATEST_PERIOD_END:
