@@ -1,0 +1,489 @@
+"""The month loop: state arrays per party, advanced one month at a time, events streamed out.
+
+Each month, in order: shocks; loan applications and due installments; payroll; harvest
+sales; households' spending (payments); businesses' sales, costs, bills, loans and
+invoices; then job losses and shop switching. The loop runs HORIZON_MONTHS past the
+period without writing events, so every month start of the period has 12 months of
+future for the counterfactual label (truth.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fieldbank import contract
+from fieldbank.simulate import bills as bill_model
+from fieldbank.simulate import businesses as biz
+from fieldbank.simulate import credit, households as hh, truth
+from fieldbank.simulate.params import (
+    CATEGORY_INDEX,
+    HORIZON_MONTHS,
+    SHOP_SECTORS,
+    US_PER_DAY,
+    US_PER_SECOND,
+    SimParams,
+    month_starts_us,
+)
+from fieldbank.simulate.payments import (
+    CHANNEL,
+    KIND,
+    SHOP_SLOT_OF_CATEGORY,
+    PaymentRows,
+    household_purchases,
+    payday_ts,
+    random_ts,
+    simple_rows,
+)
+from fieldbank.simulate.population import (
+    BUSINESS_SECTOR_LIST,
+    Population,
+    build_population,
+    hex_hashes,
+    pick_in_region_or_sector,
+)
+from fieldbank.simulate.shocks import HARVEST_SHARE, draw_shocks
+from fieldbank.simulate.supply import InvoiceBook
+from fieldbank.simulate.writer import (
+    BackgroundWriter,
+    TableSink,
+    enum_strings,
+    ids,
+    prepare_staging,
+    publish,
+    take_ids,
+    timestamps,
+)
+
+NO_CATEGORY = -1
+SHOP_SECTOR_SLOT = np.asarray([BUSINESS_SECTOR_LIST.index(s) for s in SHOP_SECTORS])
+
+
+@dataclass
+class SimReport:
+    """What a run produced: row counts, realism figures, timings."""
+
+    params: SimParams
+    raw_dir: Path
+    truth_dir: Path
+    rows: dict[str, int]
+    realism: dict[str, float]
+    seconds: float
+    seconds_by_phase: dict[str, float] = field(default_factory=dict)
+
+
+class EventOut:
+    """Converts numpy event arrays to contract tables and hands them to the writer thread."""
+
+    def __init__(self, raw_tmp: Path, party_ids: pa.Array, rows_per_file: int) -> None:
+        self.party_ids = party_ids
+        self.writer = BackgroundWriter()
+        self.sinks = {name: TableSink(raw_tmp, name, rows_per_file) for name in contract.TABLE_ORDER}
+        self.next_txn = 0
+        self.next_bill = 0
+
+    def payments(self, rows: PaymentRows) -> None:
+        n = len(rows)
+        if n == 0:
+            return
+        self.writer.submit(self.sinks["payments"], {
+            "txn_id": ids("T", self.next_txn, n),
+            "ts": timestamps(rows.ts_us),
+            "payer_id": take_ids(self.party_ids, rows.payer),
+            "payee_id": take_ids(self.party_ids, rows.payee),
+            "amount_minor": pa.array(rows.amount_minor, pa.int64()),
+            "channel": enum_strings(contract.PAYMENT_CHANNELS, rows.channel),
+            "kind": enum_strings(contract.PAYMENT_KINDS, rows.kind),
+            "category": enum_strings(contract.CATEGORIES, rows.category),
+        })
+        self.next_txn += n
+
+    def bills(self, rows: bill_model.BillRows) -> None:
+        n = len(rows.party)
+        if n == 0:
+            return
+        self.writer.submit(self.sinks["bills"], {
+            "bill_id": ids("B", self.next_bill, n),
+            "party_id": take_ids(self.party_ids, rows.party),
+            "biller_kind": enum_strings(contract.BILLER_KINDS, rows.kind),
+            "due_at": timestamps(rows.due_us),
+            "amount_minor": pa.array(rows.amount_minor, pa.int64()),
+            "paid_at": timestamps(rows.paid_us, rows.paid_us >= 0),
+        })
+        self.next_bill += n
+
+    def invoices(self, inv: dict, n_households: int) -> None:
+        if len(inv["invoice_no"]) == 0:
+            return
+        self.writer.submit(self.sinks["invoices"], {
+            "invoice_id": _prefixed("I", inv["invoice_no"]),
+            "supplier_id": take_ids(self.party_ids, inv["supplier"] + n_households),
+            "buyer_id": take_ids(self.party_ids, inv["buyer"] + n_households),
+            "issued_at": timestamps(inv["issued_us"]),
+            "due_at": timestamps(inv["due_us"]),
+            "amount_minor": pa.array(inv["amount_minor"], pa.int64()),
+            "paid_at": timestamps(inv["paid_us"], inv["paid_us"] >= 0),
+        })
+
+    def table(self, name: str, columns: dict[str, pa.Array]) -> None:
+        self.writer.submit(self.sinks[name], columns)
+
+    def close(self) -> dict[str, int]:
+        self.writer.close()
+        for sink in self.sinks.values():
+            sink.close()
+        return {name: sink.rows for name, sink in self.sinks.items()}
+
+
+def _prefixed(prefix: str, numbers: np.ndarray) -> pa.Array:
+    return pc.binary_join_element_wise(prefix, pc.cast(pa.array(numbers, pa.int64()), pa.string()), "")
+
+
+def parties_table(pop: Population, start_us: int, rng: np.random.Generator) -> dict[str, pa.Array]:
+    n = pop.n_parties
+    kind = np.r_[np.zeros(pop.n_households, np.int8), np.ones(pop.n_businesses, np.int8)]
+    # the party "appears" some time before the period; created_at is before the first event
+    created = start_us - rng.integers(30, 3650, n) * US_PER_DAY - rng.integers(0, 86_400, n) * US_PER_SECOND
+    birth_ok = pop.birth_year_shown
+    phone = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+    device = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+    # fraud rings share one device
+    ring = pop.fraud_ring
+    in_ring = ring >= 0
+    if in_ring.any():
+        ring_device = rng.integers(0, 2**63, int(ring.max()) + 1, dtype=np.int64).astype(np.uint64)
+        device[in_ring] = ring_device[ring[in_ring]]
+    phone_ok = rng.random(n) >= 0.02
+    device_ok = (rng.random(n) >= 0.05) | in_ring
+    income_ok = pop.declared_income_shown
+    return {
+        "party_id": pop.party_ids,
+        "kind": enum_strings(contract.PARTY_KINDS, kind),
+        "region_id": _prefixed("R", pop.region.astype(np.int64)),
+        "sector": enum_strings(contract.SECTORS, pop.sector),
+        "created_at": timestamps(created),
+        "birth_year": pa.array(pop.birth_year, pa.int32(), mask=~birth_ok),
+        "declared_income_minor": pa.array(pop.declared_income_minor, pa.int64(), mask=~income_ok),
+        "declared_assets_minor": pa.array(np.maximum(pop.declared_assets_minor, 0), pa.int64(),
+                                          mask=pop.declared_assets_minor < 0),
+        "phone_hash": pa.array(hex_hashes(phone), pa.string(), mask=~phone_ok),
+        "device_hash": pa.array(hex_hashes(device), pa.string(), mask=~device_ok),
+    }
+
+
+def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool = True,
+             console=None) -> SimReport:
+    """Run the economy and write raw events to raw_dir and ground truth to truth_dir."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    t0 = time.perf_counter()
+    p = params
+    seeds = np.random.SeedSequence(p.seed).spawn(5)
+    rng_pop, rng_state, rng_event, rng_mc, rng_party = (np.random.default_rng(s) for s in seeds)
+    pop = build_population(p, rng_pop)
+    n, n_h, n_b = pop.n_parties, pop.n_households, pop.n_businesses
+    months_total = p.months + HORIZON_MONTHS
+    month_start = month_starts_us(p.start, months_total)
+    end_us = int(month_start[p.months])
+
+    raw_tmp, truth_tmp = prepare_staging(Path(raw_dir)), prepare_staging(Path(truth_dir))
+    out = EventOut(raw_tmp, pop.party_ids, p.rows_per_file)
+    tw = truth.TruthWriter(truth_tmp, pop)
+    out.table("parties", parties_table(pop, int(month_start[0]), rng_party))
+
+    # --- state
+    rs, re = rng_state, rng_event
+    disc = pop.discipline
+    cash = pop.cash0_minor.copy()
+    b_mq = pop.management_quality[n_h:]
+    employed = rs.random(n_h) < 0.95
+    shops = pop.shops.copy()
+    revenue_ewma = pop.expected_revenue_minor.astype(np.float64)
+    stressed = np.zeros(n_b, bool)
+    bill_base = np.concatenate([pop.bill_minor, pop.b_bill_minor])
+    bill_due_day = rs.integers(4, 20, n)
+    pending = bill_model.PendingBills(
+        bill_model.BillRows(*(np.zeros(0, np.int64) for _ in range(5))), np.zeros(n, np.int64))
+    book = credit.LoanBook(p.loan_installments)
+    loan_of_party = np.full(n, -1, np.int64)
+    score = credit.traditional_score(pop.declared_income_minor, pop.declared_assets_minor, pop.birth_year,
+                                     p.start.year)
+    threshold = float(np.quantile(score, 1 - p.approval_share))
+    fraud = pop.fraud_ring >= 0
+    invoices = InvoiceBook()
+    b_vol = pop.volatility[n_h:]
+    b_disc = disc[n_h:]
+    ess_base_total = pop.ess_need_minor.sum(axis=1)
+    base_spend = pop.ess_need_minor + pop.disc_want_minor
+    series = truth.Series(months_total, n)
+    phases: dict[str, float] = {"population": time.perf_counter() - t0}
+    snapshot = None
+
+    columns = [TextColumn("[bold]simulate"), BarColumn(), TextColumn("{task.description}"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+        task = bar.add_task("", total=months_total)
+        for t in range(months_total):
+            emit = t < p.months
+            ms = int(month_start[t])
+            ml = int(month_start[t + 1] - month_start[t])
+            moy = (p.start.month - 1 + t) % 12
+            bar.update(task, description=f"month {t + 1}/{p.months}" if emit else "12-month horizon (truth only)")
+            sh = draw_shocks(p, pop.climate_risk, moy, 1, rs)
+            crop_mult, demand = sh.crop_multiplier[0], sh.factory_demand[0]
+            series.cash_start[t] = cash
+            if emit:
+                tp = time.perf_counter()
+                truth_pd = truth.true_pd(p, pop, t, moy, cash, employed, stressed, revenue_ewma, book,
+                                         loan_of_party, month_start, rng_mc)
+                tw.pd(t, month_start[t], truth_pd)
+                phases["true_pd"] = phases.get("true_pd", 0.0) + time.perf_counter() - tp
+            te = time.perf_counter()
+            flows: list[PaymentRows] = []
+            pay_in = np.zeros(n)
+            pay_out = np.zeros(n)
+            ext_in = np.zeros(n, np.int64)
+            ext_out = np.zeros(n, np.int64)
+            loan_in = np.zeros(n, np.int64)
+            loan_out = np.zeros(n, np.int64)
+            inc = np.zeros(n, np.int64)
+            com = np.zeros(n, np.int64)
+            dsc = np.zeros(n, np.int64)
+            cut = np.zeros(n, np.int64)  # committed outflows paid after installments (truth.counterfactual)
+            received_b = np.zeros(n_b, np.int64)  # payments received by businesses this month
+
+            # 1. the past lender: applications (during the period only), then due installments
+            if emit:
+                cand = np.flatnonzero(loan_of_party < 0)
+                stress = (cash[cand] < pop.expected_income_minor[cand]).astype(np.float64)
+                _, approved = credit.choose_borrowers(p, t, score[cand], threshold, stress, fraud[cand], rs)
+                borrowers = cand[approved]
+                cap = np.where(borrowers < n_h, p.household_loan_cap_minor, p.business_loan_cap_minor)
+                principal = np.clip(p.loan_income_multiple * pop.declared_income_minor[borrowers] / 12,
+                                    credit.MIN_PRINCIPAL_MINOR, cap).astype(np.int64)
+                offsets = credit.day_offsets_us(len(borrowers), rs)
+                loan_of_party[borrowers] = len(book) + np.arange(len(borrowers))
+                book.open(borrowers, t, offsets, principal,
+                          credit.installment_minor(principal, p.loan_installments, p.flat_rate_per_month))
+                # the principal is spent at once on what it was borrowed for
+                loan_in[borrowers] += principal
+                payee = credit.loan_purpose_payee(pop, shops, borrowers, re)
+                ts = np.minimum(ms + offsets + re.integers(600, 2 * 86_400, len(borrowers)) * US_PER_SECOND, ms + ml - 1)
+                cat = np.where(borrowers >= n_h, CATEGORY_INDEX["wholesale"],
+                               np.where(pop.sector[borrowers] == 1, CATEGORY_INDEX["durables"],
+                                        CATEGORY_INDEX["agri_inputs"]))
+                local = payee >= 0
+                flows.append(PaymentRows(ts[local], borrowers[local], payee[local], principal[local],
+                                         np.full(int(local.sum()), CHANNEL["transfer"], np.int8),
+                                         np.full(int(local.sum()), KIND["purchase"], np.int8),
+                                         cat[local].astype(np.int8)))
+                np.add.at(received_b, payee[local] - n_h, principal[local])
+                ext_out[borrowers[~local]] += principal[~local]
+            due_loans, due_unpaid = book.check(t, month_start)
+            inst_count = np.zeros(n, np.int64)
+            inst_amount = np.zeros(n, np.int64)
+            inst_count[book.party[due_loans]] = due_unpaid
+            inst_amount[book.party[due_loans]] = book.installment_minor[due_loans]
+            # every open loan's installment and installments left (for the household's reserve)
+            open_loans = np.flatnonzero(book.closed_at_us < 0)
+            loan_inst = np.zeros(n, np.int64)
+            loan_left = np.zeros(n, np.int64)
+            loan_inst[book.party[open_loans]] = book.installment_minor[open_loans]
+            loan_left[book.party[open_loans]] = book.n_installments - book.paid_count[open_loans]
+
+            # 2. payroll from last month's cash
+            cash_b = cash[n_h:]  # a view: updates write through
+            paid_emp, paid_wage, payroll_due = biz.pay_payroll(pop, employed, cash_b, rs)
+            payroll_paid = np.bincount(pop.employer[paid_emp], weights=paid_wage, minlength=n_b).astype(np.int64)
+            cash_b -= payroll_paid
+            com[n_h:] += payroll_paid
+            wage_in = np.zeros(n_h, np.int64)
+            wage_in[paid_emp] = paid_wage
+            was_paid = np.zeros(n_h, bool)
+            was_paid[paid_emp] = True
+            missed_wage = employed & (pop.employer >= 0) & ~was_paid
+            flows.append(simple_rows(payday_ts(ms, pop.payday[pop.employer[paid_emp]], re),
+                                     pop.employer[paid_emp] + n_h, paid_emp, paid_wage, "payroll", "wage", NO_CATEGORY))
+
+            # 3. harvest sales to co-ops, which sell the crop outside the economy at a margin
+            share = HARVEST_SHARE[pop.crop, moy]
+            growers = np.flatnonzero((pop.farm_annual_minor > 0) & (share > 0))
+            value = (pop.farm_annual_minor[growers] * share[growers] * crop_mult[pop.region[growers], pop.crop[growers]]
+                     * np.exp(rs.normal(0, 1, len(growers)) * pop.volatility[growers]))
+            value = np.maximum(value, 1).astype(np.int64)
+            buyer = pop.harvest_buyer[growers]
+            bought = np.bincount(buyer, weights=value, minlength=n_b)
+            crop_sales = (bought * (1.05 + 0.15 * b_mq)).astype(np.int64)
+            bought = np.rint(bought).astype(np.int64)
+            cash_b += crop_sales - bought
+            ext_in[n_h:] += crop_sales
+            com[n_h:] += bought
+            inc[n_h:] += crop_sales
+            flows.append(simple_rows(random_ts(ms, ml, len(growers), re), buyer + n_h, growers, value,
+                                     "transfer", "harvest_sale", NO_CATEGORY))
+            harvest_in = np.zeros(n_h, np.int64)
+            harvest_in[growers] = value
+            assert np.all(cash >= 0)
+
+            # 4. households: essentials, bills, installments, discretionary
+            income_h = wage_in + harvest_in
+            inc[:n_h] += income_h
+            hcash = cash[:n_h] + income_h
+            need = hh.essential_needs(pop.ess_need_minor, pop.crop, moy)
+            # a floor of essentials first, then the loan (households protect their credit),
+            # then the rest of essentials, then bills
+            ess_floor = hh.scale_rows((need * hh.ESSENTIAL_FLOOR).astype(np.int64), hcash)
+            hcash -= ess_floor.sum(axis=1)
+            will_pay = ~fraud[:n_h]
+            n_inst = hh.pay_installments(hcash, inst_count[:n_h], inst_amount[:n_h], will_pay)
+            hcash -= n_inst * inst_amount[:n_h]
+            ess_rest = hh.scale_rows(need - ess_floor, hcash)
+            hcash -= ess_rest.sum(axis=1)
+            ess_paid = ess_floor + ess_rest
+            bill_amounts = bill_model.month_bills(bill_base, moy, rs)
+            pay_pending_h, status_h, bills_h = bill_model.settle(hcash, bill_amounts[:n_h], pending.total_by_party[:n_h],
+                                                                 disc[:n_h], rs)
+            hcash -= bills_h
+            cut[:n_h] = ess_rest.sum(axis=1) + bills_h
+            want = hh.discretionary_wants(pop.disc_want_minor, moy)
+            reserve = hh.reserve_minor(disc[:n_h], ess_base_total, loan_inst[:n_h], loan_left[:n_h])
+            budget = np.floor(hh.spend_propensity(disc[:n_h]) * np.maximum(hcash - reserve, 0)).astype(np.int64)
+            disc_paid = hh.scale_rows(want, budget)
+            hcash -= disc_paid.sum(axis=1)
+            assert np.all(hcash >= 0), "a household spent more than it had"
+            spend = ess_paid + disc_paid
+            refunds_h = np.zeros(n_h, np.int64)
+            if emit:
+                for h0 in range(0, n_h, p.chunk_parties):
+                    h1 = min(n_h, h0 + p.chunk_parties)
+                    rows, refunds = household_purchases(pop, shops, h0, spend[h0:h1], base_spend[h0:h1],
+                                                        p.shop_loyalty, p.refund_prob, ms, ml, re)
+                    net = np.bincount(rows.payee - n_h, weights=rows.amount_minor, minlength=n_b)
+                    net -= np.bincount(refunds.payer - n_h, weights=refunds.amount_minor, minlength=n_b)
+                    received_b += np.rint(net).astype(np.int64)
+                    refunds_h[h0:h1] = np.rint(np.bincount(refunds.payee - h0, weights=refunds.amount_minor,
+                                                           minlength=h1 - h0)).astype(np.int64)
+                    for part in (rows, refunds):
+                        pay_out += np.bincount(part.payer, weights=part.amount_minor, minlength=n)
+                        pay_in += np.bincount(part.payee, weights=part.amount_minor, minlength=n)
+                        out.payments(part)
+            else:  # beyond the period: same money, no individual payments
+                for j in range(spend.shape[1]):
+                    received_b += np.rint(np.bincount(shops[:, SHOP_SLOT_OF_CATEGORY[j]], weights=spend[:, j],
+                                                      minlength=n_b)).astype(np.int64)
+            hcash += refunds_h
+            cash[:n_h] = hcash
+            com[:n_h] += ess_paid.sum(axis=1) + bills_h + n_inst * inst_amount[:n_h]
+            dsc[:n_h] += disc_paid.sum(axis=1) - refunds_h
+            loan_out[:n_h] += n_inst * inst_amount[:n_h]
+
+            # 5. businesses: sales in, then overheads, bills, installments, invoices, restocking
+            outside = biz.outside_sales(pop, payroll_due, demand, b_vol, rs)
+            cash_b += received_b + outside
+            ext_in[n_h:] += outside
+            inc[n_h:] += received_b + outside
+            overhead = np.minimum(pop.overhead_minor, cash_b)
+            cash_b -= overhead
+            pay_pending_b, status_b, bills_b = bill_model.settle(cash_b, bill_amounts[n_h:], pending.total_by_party[n_h:],
+                                                                 b_disc, rs)
+            cash_b -= bills_b
+            n_inst_b = hh.pay_installments(cash_b, inst_count[n_h:], inst_amount[n_h:], np.ones(n_b, bool))
+            cash_b -= n_inst_b * inst_amount[n_h:]
+            loan_out[n_h:] += n_inst_b * inst_amount[n_h:]
+            o_buyer, o_supplier, o_amount = biz.stock_orders(pop, revenue_ewma, stressed, b_vol, rs)
+            issued = ms + re.integers(0, 28 * 86_400, len(o_amount)) * US_PER_SECOND
+            invoices.issue(o_buyer, o_supplier, o_amount, issued, pop.payment_terms_days[o_supplier], month_start)
+            settled, paid_by_buyer = invoices.settle(t, cash_b.copy(), b_disc, ms, ml, re)
+            cash_b -= paid_by_buyer
+            receipts = np.rint(np.bincount(settled["supplier"], weights=settled["amount_minor"],
+                                           minlength=n_b)).astype(np.int64)
+            cash_b += receipts
+            inc[n_h:] += receipts
+            flows.append(PaymentRows(settled["paid_us"], settled["buyer"] + n_h, settled["supplier"] + n_h,
+                                     settled["amount_minor"], np.full(len(settled["paid_us"]), CHANNEL["transfer"], np.int8),
+                                     np.full(len(settled["paid_us"]), KIND["transfer"], np.int8),
+                                     np.full(len(settled["paid_us"]), CATEGORY_INDEX["wholesale"], np.int8)))
+            restock = np.minimum((biz.external_stock_share(pop) * (received_b + outside + receipts)).astype(np.int64),
+                                 cash_b)
+            cash_b -= restock
+            target = 2.0 * (payroll_due + pop.overhead_minor) * (0.5 + b_mq)
+            draw = (biz.owner_draw_propensity(b_disc) * np.maximum(cash_b - target, 0)).astype(np.int64)
+            cash_b -= draw
+            assert np.all(cash >= 0), "a business spent more than it had"
+            ext_out[n_h:] += overhead + restock + draw
+            com[n_h:] += overhead + bills_b + n_inst_b * inst_amount[n_h:] + paid_by_buyer + restock
+            cut[n_h:] = paid_by_buyer + restock
+            dsc[n_h:] += draw
+
+            # 6. loans: record installments paid
+            n_paid_all = np.r_[n_inst, n_inst_b]
+            book.pay(due_loans, n_paid_all[book.party[due_loans]], t, month_start)
+
+            # 7. bills rows: last month's deferred bills resolved, this month's settled or deferred
+            paid_pending = np.r_[pay_pending_h, pay_pending_b]
+            status = np.r_[status_h, status_b]
+            series.late_bills[t] = (status >= bill_model.LATE) & (bill_amounts.sum(axis=1) > 0)
+            bills_paid = np.r_[bills_h, bills_b]
+            resolved = bill_model.resolve_pending(pending.rows, paid_pending, ms, re)
+            settled_bills, deferred = bill_model.rows_for_month(np.arange(n), bill_amounts, status, bill_due_day, ms, ml, re)
+            pending = bill_model.PendingBills(deferred, np.rint(np.bincount(deferred.party, weights=deferred.amount_minor,
+                                                                            minlength=n)).astype(np.int64))
+
+            # 8. write the month's events
+            all_flows = PaymentRows.concat(flows)
+            pay_out += np.bincount(all_flows.payer, weights=all_flows.amount_minor, minlength=n)
+            pay_in += np.bincount(all_flows.payee, weights=all_flows.amount_minor, minlength=n)
+            if emit:
+                out.payments(all_flows)
+                out.bills(bill_model.BillRows.concat([resolved, settled_bills]))
+                out.invoices(settled, n_h)
+                if t == p.months - 1:  # period end: what is still open is written as unpaid
+                    out.bills(deferred)
+                    out.invoices(invoices.open_rows(end_us), n_h)
+                    snapshot = book.snapshot_at(end_us, month_start, p.months)
+                tw.cash(t, month_start[t], series.cash_start[t], np.rint(pay_in).astype(np.int64),
+                        np.rint(pay_out).astype(np.int64), bills_paid, loan_in, loan_out, ext_in, ext_out, cash)
+            series.record(t, inc, com, dsc, cut)
+            if emit:
+                series.seen_in[t] = pay_in
+                series.seen_out[t] = pay_out + bills_paid
+
+            # 9. jobs and customers move
+            employer_stressed = np.zeros(n_h, bool)
+            has_emp = pop.employer >= 0
+            employer_stressed[has_emp] = stressed[pop.employer[has_emp]]
+            p_sep = p.job_separation_prob * (1 + 4 * pop.volatility[:n_h]) + 0.25 * missed_wage + 0.05 * employer_stressed
+            leaves = employed & (rs.random(n_h) < p_sep)
+            finds = ~employed & (rs.random(n_h) < p.job_finding_prob)
+            employed = (employed & ~leaves) | finds
+            stressed = cash_b < payroll_due + pop.overhead_minor
+            shop_stressed = stressed[shops]
+            p_switch = 0.01 + 0.15 * shop_stressed + 0.02 * (1 - b_mq[shops])
+            switch_h, switch_slot = np.nonzero(rs.random(shops.shape) < p_switch)
+            if len(switch_h):
+                sector_slot = SHOP_SECTOR_SLOT[switch_slot]
+                shops[switch_h, switch_slot] = pick_in_region_or_sector(
+                    pop.shop_picker_regional, pop.shop_picker_sector, pop.region[switch_h], sector_slot,
+                    len(BUSINESS_SECTOR_LIST), rs)
+            revenue_ewma = 0.7 * revenue_ewma + 0.3 * (received_b + outside + receipts)
+            phases["months"] = phases.get("months", 0.0) + time.perf_counter() - te
+            bar.advance(task)
+
+    assert snapshot is not None
+    out.table("loans", credit.loans_table(snapshot, pop.party_ids, p.lender_name, month_start))
+    tf = time.perf_counter()
+    rows = out.close()
+    phases["flush"] = time.perf_counter() - tf
+    tt = time.perf_counter()
+    realism = truth.finish(tw, p, pop, series, snapshot, month_start, loan_of_party)
+    phases["truth"] = time.perf_counter() - tt
+    seconds = time.perf_counter() - t0
+    tw.summary(p, rows, realism, seconds)
+    publish(raw_tmp, Path(raw_dir))
+    publish(truth_tmp, Path(truth_dir))
+    return SimReport(p, Path(raw_dir), Path(truth_dir), rows, realism, seconds, phases)
