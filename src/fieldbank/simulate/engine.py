@@ -257,7 +257,7 @@ class Economy:
                        credit.installment_minor(principal, p.loan_installments, p.flat_rate_per_month))
         # the principal is spent at once on what it was borrowed for
         f.loan_in[borrowers] += principal
-        payee = credit.loan_purpose_payee(pop, self.shops, borrowers, re)
+        payee = credit.loan_purpose_payee(pop, self.shops, borrowers)
         ts = np.minimum(m.start_us + offsets + re.integers(600, 2 * 86_400, len(borrowers)) * US_PER_SECOND,
                         m.start_us + m.length_us - 1)
         cat = np.where(borrowers >= n_h, CATEGORY_INDEX["wholesale"],
@@ -493,9 +493,8 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
             series.cash_start[t] = eco.cash
             if m.emit:
                 tp = time.perf_counter()
-                tw.pd(t, month_start[t], truth.true_pd(p, pop, t, m.of_year, eco.cash, eco.employed, eco.stressed,
-                                                       eco.revenue_ewma, eco.book, eco.loan_of_party, month_start,
-                                                       rng_mc))
+                tw.pd(t, month_start[t], truth.true_pd(p, pop, m.of_year, eco.cash, eco.employed, eco.stressed,
+                                                       eco.revenue_ewma, eco.book, rng_mc))
                 phases["true_pd"] = phases.get("true_pd", 0.0) + time.perf_counter() - tp
             te = time.perf_counter()
             f = MonthFlows(pop.n_parties, pop.n_businesses)
@@ -544,7 +543,7 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
     rows = out.close()
     phases["flush"] = time.perf_counter() - tf
     tt = time.perf_counter()
-    realism = truth.finish(tw, p, pop, series, snapshot, month_start, eco.loan_of_party)
+    realism = truth.finish(tw, p, pop, series, snapshot, month_start)
     phases["truth"] = time.perf_counter() - tt
     seconds = time.perf_counter() - t0
     tw.summary(p, rows, realism, seconds)
