@@ -139,7 +139,7 @@ def day_offsets_us(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, 28, n) * US_PER_DAY + rng.integers(1, 86_400, n) * US_PER_SECOND
 
 
-def loan_purpose_payee(pop, shops: np.ndarray, borrowers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def loan_purpose_payee(pop, shops: np.ndarray, borrowers: np.ndarray) -> np.ndarray:
     """Who receives the money a borrower spends its principal on (a party index).
 
     Farming and mixed households buy farm inputs, wage households durables (their main

@@ -1,8 +1,9 @@
 """The month loop: state arrays per party, advanced one month at a time, events streamed out.
 
-Each month, in order: shocks; loan applications and due installments; payroll; harvest
-sales; households' spending (payments); businesses' sales, costs, bills, loans and
-invoices; then job losses and shop switching. The loop runs HORIZON_MONTHS past the
+`Economy` holds the state and has one method per step. Each month, in order: shocks; the
+true PD at the month start (truth); loan applications and due installments; payroll;
+harvest sales; households' spending (payments); businesses' sales, costs, bills, loans and
+invoices; bills' rows; then job losses, shop switching and businesses' stress. The loop runs HORIZON_MONTHS past the
 period without writing events, so every month start of the period has 12 months of
 future for the counterfactual label (truth.py).
 """
@@ -176,6 +177,286 @@ def parties_table(pop: Population, start_us: int, rng: np.random.Generator) -> d
     }
 
 
+@dataclass
+class MonthFlows:
+    """One month's money per party: what the truth records and the cash identity checks."""
+
+    n: int
+    n_b: int
+
+    def __post_init__(self) -> None:
+        n = self.n
+        self.pay_in = np.zeros(n)  # float64 sums of int64 amounts: exact below 2**53
+        self.pay_out = np.zeros(n)
+        self.ext_in, self.ext_out = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.loan_in, self.loan_out = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.inc, self.com, self.dsc = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.cut = np.zeros(n, np.int64)  # committed outflows paid after installments (truth.counterfactual)
+        self.received_b = np.zeros(self.n_b, np.int64)  # payments received by businesses
+        self.rows: list[PaymentRows] = []  # payments other than household purchases
+
+    def tally(self, rows: PaymentRows) -> None:
+        self.pay_out += np.bincount(rows.payer, weights=rows.amount_minor, minlength=self.n)
+        self.pay_in += np.bincount(rows.payee, weights=rows.amount_minor, minlength=self.n)
+
+
+@dataclass
+class Month:
+    """Where we are in the calendar."""
+
+    t: int
+    start_us: int
+    length_us: int
+    of_year: int
+    emit: bool  # inside the period (events written) or in the horizon after it
+
+
+class Economy:
+    """The economy's state (per-party arrays) and one method per step of the month."""
+
+    def __init__(self, p: SimParams, pop: Population, month_start: np.ndarray, rs: np.random.Generator,
+                 re: np.random.Generator) -> None:
+        n, n_h = pop.n_parties, pop.n_households
+        self.p, self.pop, self.month_start, self.rs, self.re = p, pop, month_start, rs, re
+        self.n, self.n_h, self.n_b = n, n_h, pop.n_businesses
+        self.cash = pop.cash0_minor.copy()
+        self.employed = rs.random(n_h) < 0.95
+        self.shops = pop.shops.copy()
+        self.revenue_ewma = pop.expected_revenue_minor.astype(np.float64)
+        self.stressed = np.zeros(self.n_b, bool)
+        self.bill_base = np.concatenate([pop.bill_minor, pop.b_bill_minor])
+        self.bill_due_day = rs.integers(4, 20, n)
+        self.pending = bill_model.PendingBills(
+            bill_model.BillRows(*(np.zeros(0, np.int64) for _ in range(5))), np.zeros(n, np.int64))
+        self.book = credit.LoanBook(p.loan_installments)
+        self.loan_of_party = np.full(n, -1, np.int64)
+        self.score = credit.traditional_score(pop.declared_income_minor, pop.declared_assets_minor,
+                                              pop.birth_year, p.start.year)
+        self.threshold = float(np.quantile(self.score, 1 - p.approval_share))
+        self.fraud = pop.fraud_ring >= 0
+        self.invoices = InvoiceBook()
+        self.disc = pop.discipline
+        self.b_disc, self.b_vol = pop.discipline[n_h:], pop.volatility[n_h:]
+        self.b_mq = pop.management_quality[n_h:]
+        self.ess_base_total = pop.ess_need_minor.sum(axis=1)
+        self.base_spend = pop.ess_need_minor + pop.disc_want_minor
+
+    # 1. the past lender: applications (during the period only)
+    def lend(self, m: Month, f: MonthFlows) -> None:
+        p, pop, n_h, rs, re = self.p, self.pop, self.n_h, self.rs, self.re
+        cand = np.flatnonzero(self.loan_of_party < 0)
+        stress = (self.cash[cand] < pop.expected_income_minor[cand]).astype(np.float64)
+        _, approved = credit.choose_borrowers(p, m.t, self.score[cand], self.threshold, stress, self.fraud[cand], rs)
+        borrowers = cand[approved]
+        cap = np.where(borrowers < n_h, p.household_loan_cap_minor, p.business_loan_cap_minor)
+        principal = np.clip(p.loan_income_multiple * pop.declared_income_minor[borrowers] / 12,
+                            credit.MIN_PRINCIPAL_MINOR, cap).astype(np.int64)
+        offsets = credit.day_offsets_us(len(borrowers), rs)
+        self.loan_of_party[borrowers] = len(self.book) + np.arange(len(borrowers))
+        self.book.open(borrowers, m.t, offsets, principal,
+                       credit.installment_minor(principal, p.loan_installments, p.flat_rate_per_month))
+        # the principal is spent at once on what it was borrowed for
+        f.loan_in[borrowers] += principal
+        payee = credit.loan_purpose_payee(pop, self.shops, borrowers)
+        ts = np.minimum(m.start_us + offsets + re.integers(600, 2 * 86_400, len(borrowers)) * US_PER_SECOND,
+                        m.start_us + m.length_us - 1)
+        cat = np.where(borrowers >= n_h, CATEGORY_INDEX["wholesale"],
+                       np.where(pop.sector[borrowers] == 1, CATEGORY_INDEX["durables"], CATEGORY_INDEX["agri_inputs"]))
+        local = payee >= 0
+        k = int(local.sum())
+        f.rows.append(PaymentRows(ts[local], borrowers[local], payee[local], principal[local],
+                                  np.full(k, CHANNEL["transfer"], np.int8), np.full(k, KIND["purchase"], np.int8),
+                                  cat[local].astype(np.int8)))
+        np.add.at(f.received_b, payee[local] - n_h, principal[local])
+        f.ext_out[borrowers[~local]] += principal[~local]
+
+    # 1b. installments due at this month's due dates
+    def installments_due(self, m: Month) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(due loans, unpaid count per party, installment per party, open installment, installments left)."""
+        book, n = self.book, self.n
+        due_loans, due_unpaid = book.check(m.t, self.month_start)
+        inst_count, inst_amount = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        inst_count[book.party[due_loans]] = due_unpaid
+        inst_amount[book.party[due_loans]] = book.installment_minor[due_loans]
+        # every open loan's installment and installments left (for the household's reserve)
+        open_loans = np.flatnonzero(book.closed_at_us < 0)
+        loan_inst, loan_left = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        loan_inst[book.party[open_loans]] = book.installment_minor[open_loans]
+        loan_left[book.party[open_loans]] = book.n_installments - book.paid_count[open_loans]
+        return due_loans, inst_count, inst_amount, loan_inst, loan_left
+
+    # 2. payroll out of last month's cash
+    def payroll(self, m: Month, f: MonthFlows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Returns (payroll due per business, wage received per household, missed wage?)."""
+        pop, n_h, n_b = self.pop, self.n_h, self.n_b
+        cash_b = self.cash[n_h:]  # a view: updates write through
+        paid_emp, paid_wage, payroll_due = biz.pay_payroll(pop, self.employed, cash_b, self.rs)
+        payroll_paid = np.bincount(pop.employer[paid_emp], weights=paid_wage, minlength=n_b).astype(np.int64)
+        cash_b -= payroll_paid
+        f.com[n_h:] += payroll_paid
+        wage_in = np.zeros(n_h, np.int64)
+        wage_in[paid_emp] = paid_wage
+        was_paid = np.zeros(n_h, bool)
+        was_paid[paid_emp] = True
+        missed_wage = self.employed & (pop.employer >= 0) & ~was_paid
+        f.rows.append(simple_rows(payday_ts(m.start_us, pop.payday[pop.employer[paid_emp]], self.re),
+                                  pop.employer[paid_emp] + n_h, paid_emp, paid_wage, "payroll", "wage", NO_CATEGORY))
+        return payroll_due, wage_in, missed_wage
+
+    # 3. harvest sales to co-ops, which sell the crop outside the economy at a margin
+    def harvest(self, m: Month, crop_mult: np.ndarray, f: MonthFlows) -> np.ndarray:
+        """Returns the harvest sales received per household."""
+        pop, n_h, n_b = self.pop, self.n_h, self.n_b
+        share = HARVEST_SHARE[pop.crop, m.of_year]
+        growers = np.flatnonzero((pop.farm_annual_minor > 0) & (share > 0))
+        value = (pop.farm_annual_minor[growers] * share[growers] * crop_mult[pop.region[growers], pop.crop[growers]]
+                 * np.exp(self.rs.normal(0, 1, len(growers)) * pop.volatility[growers]))
+        value = np.maximum(value, 1).astype(np.int64)
+        buyer = pop.harvest_buyer[growers]
+        bought = np.bincount(buyer, weights=value, minlength=n_b)
+        crop_sales = (bought * (1.05 + 0.15 * self.b_mq)).astype(np.int64)
+        bought = np.rint(bought).astype(np.int64)
+        self.cash[n_h:] += crop_sales - bought
+        f.ext_in[n_h:] += crop_sales
+        f.com[n_h:] += bought
+        f.inc[n_h:] += crop_sales
+        f.rows.append(simple_rows(random_ts(m.start_us, m.length_us, len(growers), self.re), buyer + n_h, growers,
+                                  value, "transfer", "harvest_sale", NO_CATEGORY))
+        harvest_in = np.zeros(n_h, np.int64)
+        harvest_in[growers] = value
+        assert np.all(self.cash >= 0)
+        return harvest_in
+
+    # 4. households: essentials floor, installments, rest of essentials, bills, discretionary
+    def households(self, m: Month, income_h: np.ndarray, inst_count: np.ndarray, inst_amount: np.ndarray,
+                   loan_inst: np.ndarray, loan_left: np.ndarray, bill_amounts: np.ndarray, out: EventOut,
+                   f: MonthFlows) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Returns (installments paid, pending bills paid?, bill status, bills paid) per household."""
+        p, pop, n_h, n_b, disc = self.p, self.pop, self.n_h, self.n_b, self.disc[: self.n_h]
+        f.inc[:n_h] += income_h
+        hcash = self.cash[:n_h] + income_h
+        need = hh.essential_needs(pop.ess_need_minor, pop.crop, m.of_year)
+        # a floor of essentials first, then the loan (households protect their credit),
+        # then the rest of essentials, then bills
+        ess_floor = hh.scale_rows((need * hh.ESSENTIAL_FLOOR).astype(np.int64), hcash)
+        hcash -= ess_floor.sum(axis=1)
+        n_inst = hh.pay_installments(hcash, inst_count[:n_h], inst_amount[:n_h], ~self.fraud[:n_h])
+        hcash -= n_inst * inst_amount[:n_h]
+        ess_rest = hh.scale_rows(need - ess_floor, hcash)
+        hcash -= ess_rest.sum(axis=1)
+        ess_paid = ess_floor + ess_rest
+        pay_pending, status, bills_paid = bill_model.settle(hcash, bill_amounts[:n_h],
+                                                            self.pending.total_by_party[:n_h], disc, self.rs)
+        hcash -= bills_paid
+        f.cut[:n_h] = ess_rest.sum(axis=1) + bills_paid
+        want = hh.discretionary_wants(pop.disc_want_minor, m.of_year)
+        reserve = hh.reserve_minor(disc, self.ess_base_total, loan_inst[:n_h], loan_left[:n_h])
+        budget = np.floor(hh.spend_propensity(disc) * np.maximum(hcash - reserve, 0)).astype(np.int64)
+        disc_paid = hh.scale_rows(want, budget)
+        hcash -= disc_paid.sum(axis=1)
+        assert np.all(hcash >= 0), "a household spent more than it had"
+        spend = ess_paid + disc_paid
+        refunds_h = np.zeros(n_h, np.int64)
+        if m.emit:
+            for h0 in range(0, n_h, p.chunk_parties):
+                h1 = min(n_h, h0 + p.chunk_parties)
+                rows, refunds = household_purchases(pop, self.shops, h0, spend[h0:h1], self.base_spend[h0:h1],
+                                                    p.shop_loyalty, p.refund_prob, m.start_us, m.length_us, self.re)
+                net = np.bincount(rows.payee - n_h, weights=rows.amount_minor, minlength=n_b)
+                net -= np.bincount(refunds.payer - n_h, weights=refunds.amount_minor, minlength=n_b)
+                f.received_b += np.rint(net).astype(np.int64)
+                refunds_h[h0:h1] = np.rint(np.bincount(refunds.payee - h0, weights=refunds.amount_minor,
+                                                       minlength=h1 - h0)).astype(np.int64)
+                for part in (rows, refunds):
+                    f.tally(part)
+                    out.payments(part)
+        else:  # beyond the period: same money, no individual payments
+            for j in range(spend.shape[1]):
+                f.received_b += np.rint(np.bincount(self.shops[:, SHOP_SLOT_OF_CATEGORY[j]], weights=spend[:, j],
+                                                    minlength=n_b)).astype(np.int64)
+        hcash += refunds_h
+        self.cash[:n_h] = hcash
+        f.com[:n_h] += ess_paid.sum(axis=1) + bills_paid + n_inst * inst_amount[:n_h]
+        f.dsc[:n_h] += disc_paid.sum(axis=1) - refunds_h
+        f.loan_out[:n_h] += n_inst * inst_amount[:n_h]
+        return n_inst, pay_pending, status, bills_paid
+
+    # 5. businesses: sales in, then overheads, bills, installments, invoices, restocking, owner's draw
+    def businesses(self, m: Month, payroll_due: np.ndarray, demand: np.ndarray, inst_count: np.ndarray,
+                   inst_amount: np.ndarray, bill_amounts: np.ndarray, f: MonthFlows):
+        """Returns (installments paid, pending bills paid?, bill status, bills paid, settled invoices, receipts, outside sales)."""
+        pop, n_h, n_b, rs, re = self.pop, self.n_h, self.n_b, self.rs, self.re
+        cash_b = self.cash[n_h:]  # a view: updates write through
+        outside = biz.outside_sales(pop, payroll_due, demand, self.b_vol, rs)
+        cash_b += f.received_b + outside
+        f.ext_in[n_h:] += outside
+        f.inc[n_h:] += f.received_b + outside
+        overhead = np.minimum(pop.overhead_minor, cash_b)
+        cash_b -= overhead
+        pay_pending, status, bills_paid = bill_model.settle(cash_b, bill_amounts[n_h:],
+                                                            self.pending.total_by_party[n_h:], self.b_disc, rs)
+        cash_b -= bills_paid
+        n_inst = hh.pay_installments(cash_b, inst_count[n_h:], inst_amount[n_h:], np.ones(n_b, bool))
+        cash_b -= n_inst * inst_amount[n_h:]
+        f.loan_out[n_h:] += n_inst * inst_amount[n_h:]
+        o_buyer, o_supplier, o_amount = biz.stock_orders(pop, self.revenue_ewma, self.stressed, self.b_vol, rs)
+        issued = m.start_us + re.integers(0, 28 * 86_400, len(o_amount)) * US_PER_SECOND
+        self.invoices.issue(o_buyer, o_supplier, o_amount, issued, pop.payment_terms_days[o_supplier],
+                            self.month_start)
+        settled, paid_by_buyer = self.invoices.settle(m.t, cash_b.copy(), self.b_disc, m.start_us, m.length_us, re)
+        cash_b -= paid_by_buyer
+        receipts = np.rint(np.bincount(settled["supplier"], weights=settled["amount_minor"],
+                                       minlength=n_b)).astype(np.int64)
+        cash_b += receipts
+        f.inc[n_h:] += receipts
+        k = len(settled["paid_us"])
+        f.rows.append(PaymentRows(settled["paid_us"], settled["buyer"] + n_h, settled["supplier"] + n_h,
+                                  settled["amount_minor"], np.full(k, CHANNEL["transfer"], np.int8),
+                                  np.full(k, KIND["transfer"], np.int8),
+                                  np.full(k, CATEGORY_INDEX["wholesale"], np.int8)))
+        sales = f.received_b + outside + receipts
+        restock = np.minimum((biz.external_stock_share(pop) * sales).astype(np.int64), cash_b)
+        cash_b -= restock
+        target = 2.0 * (payroll_due + pop.overhead_minor) * (0.5 + self.b_mq)
+        draw = (biz.owner_draw_propensity(self.b_disc) * np.maximum(cash_b - target, 0)).astype(np.int64)
+        cash_b -= draw
+        assert np.all(self.cash >= 0), "a business spent more than it had"
+        f.ext_out[n_h:] += overhead + restock + draw
+        f.com[n_h:] += overhead + bills_paid + n_inst * inst_amount[n_h:] + paid_by_buyer + restock
+        f.cut[n_h:] = paid_by_buyer + restock
+        f.dsc[n_h:] += draw
+        return n_inst, pay_pending, status, bills_paid, settled, sales
+
+    # 7. bills: last month's deferred bills resolved; this month's settled or deferred
+    def bill_rows(self, m: Month, bill_amounts: np.ndarray, paid_pending: np.ndarray,
+                  status: np.ndarray) -> tuple[bill_model.BillRows, bill_model.BillRows]:
+        resolved = bill_model.resolve_pending(self.pending.rows, paid_pending, m.start_us, self.re)
+        settled, deferred = bill_model.rows_for_month(np.arange(self.n), bill_amounts, status, self.bill_due_day,
+                                                      m.start_us, m.length_us, self.re)
+        self.pending = bill_model.PendingBills(deferred, np.rint(np.bincount(
+            deferred.party, weights=deferred.amount_minor, minlength=self.n)).astype(np.int64))
+        return bill_model.BillRows.concat([resolved, settled]), deferred
+
+    # 9. jobs and customers move; businesses' trend and stress update
+    def move(self, missed_wage: np.ndarray, payroll_due: np.ndarray, sales: np.ndarray) -> None:
+        p, pop, n_h, rs = self.p, self.pop, self.n_h, self.rs
+        employer_stressed = np.zeros(n_h, bool)
+        has_emp = pop.employer >= 0
+        employer_stressed[has_emp] = self.stressed[pop.employer[has_emp]]
+        p_sep = p.job_separation_prob * (1 + 4 * pop.volatility[:n_h]) + 0.25 * missed_wage + 0.05 * employer_stressed
+        leaves = self.employed & (rs.random(n_h) < p_sep)
+        finds = ~self.employed & (rs.random(n_h) < p.job_finding_prob)
+        self.employed = (self.employed & ~leaves) | finds
+        self.stressed = self.cash[n_h:] < payroll_due + pop.overhead_minor
+        p_switch = 0.01 + 0.15 * self.stressed[self.shops] + 0.02 * (1 - self.b_mq[self.shops])
+        switch_h, switch_slot = np.nonzero(rs.random(self.shops.shape) < p_switch)
+        if len(switch_h):
+            self.shops[switch_h, switch_slot] = pick_in_region_or_sector(
+                pop.shop_picker_regional, pop.shop_picker_sector, pop.region[switch_h], SHOP_SECTOR_SLOT[switch_slot],
+                len(BUSINESS_SECTOR_LIST), rs)
+        self.revenue_ewma = 0.7 * self.revenue_ewma + 0.3 * sales
+
+
 def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool = True,
              console=None) -> SimReport:
     """Run the economy and write raw events to raw_dir and ground truth to truth_dir."""
@@ -186,7 +467,7 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
     seeds = np.random.SeedSequence(p.seed).spawn(5)
     rng_pop, rng_state, rng_event, rng_mc, rng_party = (np.random.default_rng(s) for s in seeds)
     pop = build_population(p, rng_pop)
-    n, n_h, n_b = pop.n_parties, pop.n_households, pop.n_businesses
+    n_h = pop.n_households
     months_total = p.months + HORIZON_MONTHS
     month_start = month_starts_us(p.start, months_total)
     end_us = int(month_start[p.months])
@@ -195,32 +476,8 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
     out = EventOut(raw_tmp, pop.party_ids, p.rows_per_file)
     tw = truth.TruthWriter(truth_tmp, pop)
     out.table("parties", parties_table(pop, int(month_start[0]), rng_party))
-
-    # --- state
-    rs, re = rng_state, rng_event
-    disc = pop.discipline
-    cash = pop.cash0_minor.copy()
-    b_mq = pop.management_quality[n_h:]
-    employed = rs.random(n_h) < 0.95
-    shops = pop.shops.copy()
-    revenue_ewma = pop.expected_revenue_minor.astype(np.float64)
-    stressed = np.zeros(n_b, bool)
-    bill_base = np.concatenate([pop.bill_minor, pop.b_bill_minor])
-    bill_due_day = rs.integers(4, 20, n)
-    pending = bill_model.PendingBills(
-        bill_model.BillRows(*(np.zeros(0, np.int64) for _ in range(5))), np.zeros(n, np.int64))
-    book = credit.LoanBook(p.loan_installments)
-    loan_of_party = np.full(n, -1, np.int64)
-    score = credit.traditional_score(pop.declared_income_minor, pop.declared_assets_minor, pop.birth_year,
-                                     p.start.year)
-    threshold = float(np.quantile(score, 1 - p.approval_share))
-    fraud = pop.fraud_ring >= 0
-    invoices = InvoiceBook()
-    b_vol = pop.volatility[n_h:]
-    b_disc = disc[n_h:]
-    ess_base_total = pop.ess_need_minor.sum(axis=1)
-    base_spend = pop.ess_need_minor + pop.disc_want_minor
-    series = truth.Series(months_total, n)
+    eco = Economy(p, pop, month_start, rng_state, rng_event)
+    series = truth.Series(months_total, pop.n_parties)
     phases: dict[str, float] = {"population": time.perf_counter() - t0}
     snapshot = None
 
@@ -229,248 +486,54 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
         task = bar.add_task("", total=months_total)
         for t in range(months_total):
-            emit = t < p.months
-            ms = int(month_start[t])
-            ml = int(month_start[t + 1] - month_start[t])
-            moy = (p.start.month - 1 + t) % 12
-            bar.update(task, description=f"month {t + 1}/{p.months}" if emit else "12-month horizon (truth only)")
-            sh = draw_shocks(p, pop.climate_risk, moy, 1, rs)
-            crop_mult, demand = sh.crop_multiplier[0], sh.factory_demand[0]
-            series.cash_start[t] = cash
-            if emit:
+            m = Month(t, int(month_start[t]), int(month_start[t + 1] - month_start[t]),
+                      (p.start.month - 1 + t) % 12, t < p.months)
+            bar.update(task, description=f"month {t + 1}/{p.months}" if m.emit else "12-month horizon (truth only)")
+            shocks = draw_shocks(p, pop.climate_risk, m.of_year, 1, eco.rs)
+            series.cash_start[t] = eco.cash
+            if m.emit:
                 tp = time.perf_counter()
-                truth_pd = truth.true_pd(p, pop, t, moy, cash, employed, stressed, revenue_ewma, book,
-                                         loan_of_party, month_start, rng_mc)
-                tw.pd(t, month_start[t], truth_pd)
+                tw.pd(t, month_start[t], truth.true_pd(p, pop, m.of_year, eco.cash, eco.employed, eco.stressed,
+                                                       eco.revenue_ewma, eco.book, rng_mc))
                 phases["true_pd"] = phases.get("true_pd", 0.0) + time.perf_counter() - tp
             te = time.perf_counter()
-            flows: list[PaymentRows] = []
-            pay_in = np.zeros(n)
-            pay_out = np.zeros(n)
-            ext_in = np.zeros(n, np.int64)
-            ext_out = np.zeros(n, np.int64)
-            loan_in = np.zeros(n, np.int64)
-            loan_out = np.zeros(n, np.int64)
-            inc = np.zeros(n, np.int64)
-            com = np.zeros(n, np.int64)
-            dsc = np.zeros(n, np.int64)
-            cut = np.zeros(n, np.int64)  # committed outflows paid after installments (truth.counterfactual)
-            received_b = np.zeros(n_b, np.int64)  # payments received by businesses this month
-
-            # 1. the past lender: applications (during the period only), then due installments
-            if emit:
-                cand = np.flatnonzero(loan_of_party < 0)
-                stress = (cash[cand] < pop.expected_income_minor[cand]).astype(np.float64)
-                _, approved = credit.choose_borrowers(p, t, score[cand], threshold, stress, fraud[cand], rs)
-                borrowers = cand[approved]
-                cap = np.where(borrowers < n_h, p.household_loan_cap_minor, p.business_loan_cap_minor)
-                principal = np.clip(p.loan_income_multiple * pop.declared_income_minor[borrowers] / 12,
-                                    credit.MIN_PRINCIPAL_MINOR, cap).astype(np.int64)
-                offsets = credit.day_offsets_us(len(borrowers), rs)
-                loan_of_party[borrowers] = len(book) + np.arange(len(borrowers))
-                book.open(borrowers, t, offsets, principal,
-                          credit.installment_minor(principal, p.loan_installments, p.flat_rate_per_month))
-                # the principal is spent at once on what it was borrowed for
-                loan_in[borrowers] += principal
-                payee = credit.loan_purpose_payee(pop, shops, borrowers, re)
-                ts = np.minimum(ms + offsets + re.integers(600, 2 * 86_400, len(borrowers)) * US_PER_SECOND, ms + ml - 1)
-                cat = np.where(borrowers >= n_h, CATEGORY_INDEX["wholesale"],
-                               np.where(pop.sector[borrowers] == 1, CATEGORY_INDEX["durables"],
-                                        CATEGORY_INDEX["agri_inputs"]))
-                local = payee >= 0
-                flows.append(PaymentRows(ts[local], borrowers[local], payee[local], principal[local],
-                                         np.full(int(local.sum()), CHANNEL["transfer"], np.int8),
-                                         np.full(int(local.sum()), KIND["purchase"], np.int8),
-                                         cat[local].astype(np.int8)))
-                np.add.at(received_b, payee[local] - n_h, principal[local])
-                ext_out[borrowers[~local]] += principal[~local]
-            due_loans, due_unpaid = book.check(t, month_start)
-            inst_count = np.zeros(n, np.int64)
-            inst_amount = np.zeros(n, np.int64)
-            inst_count[book.party[due_loans]] = due_unpaid
-            inst_amount[book.party[due_loans]] = book.installment_minor[due_loans]
-            # every open loan's installment and installments left (for the household's reserve)
-            open_loans = np.flatnonzero(book.closed_at_us < 0)
-            loan_inst = np.zeros(n, np.int64)
-            loan_left = np.zeros(n, np.int64)
-            loan_inst[book.party[open_loans]] = book.installment_minor[open_loans]
-            loan_left[book.party[open_loans]] = book.n_installments - book.paid_count[open_loans]
-
-            # 2. payroll from last month's cash
-            cash_b = cash[n_h:]  # a view: updates write through
-            paid_emp, paid_wage, payroll_due = biz.pay_payroll(pop, employed, cash_b, rs)
-            payroll_paid = np.bincount(pop.employer[paid_emp], weights=paid_wage, minlength=n_b).astype(np.int64)
-            cash_b -= payroll_paid
-            com[n_h:] += payroll_paid
-            wage_in = np.zeros(n_h, np.int64)
-            wage_in[paid_emp] = paid_wage
-            was_paid = np.zeros(n_h, bool)
-            was_paid[paid_emp] = True
-            missed_wage = employed & (pop.employer >= 0) & ~was_paid
-            flows.append(simple_rows(payday_ts(ms, pop.payday[pop.employer[paid_emp]], re),
-                                     pop.employer[paid_emp] + n_h, paid_emp, paid_wage, "payroll", "wage", NO_CATEGORY))
-
-            # 3. harvest sales to co-ops, which sell the crop outside the economy at a margin
-            share = HARVEST_SHARE[pop.crop, moy]
-            growers = np.flatnonzero((pop.farm_annual_minor > 0) & (share > 0))
-            value = (pop.farm_annual_minor[growers] * share[growers] * crop_mult[pop.region[growers], pop.crop[growers]]
-                     * np.exp(rs.normal(0, 1, len(growers)) * pop.volatility[growers]))
-            value = np.maximum(value, 1).astype(np.int64)
-            buyer = pop.harvest_buyer[growers]
-            bought = np.bincount(buyer, weights=value, minlength=n_b)
-            crop_sales = (bought * (1.05 + 0.15 * b_mq)).astype(np.int64)
-            bought = np.rint(bought).astype(np.int64)
-            cash_b += crop_sales - bought
-            ext_in[n_h:] += crop_sales
-            com[n_h:] += bought
-            inc[n_h:] += crop_sales
-            flows.append(simple_rows(random_ts(ms, ml, len(growers), re), buyer + n_h, growers, value,
-                                     "transfer", "harvest_sale", NO_CATEGORY))
-            harvest_in = np.zeros(n_h, np.int64)
-            harvest_in[growers] = value
-            assert np.all(cash >= 0)
-
-            # 4. households: essentials, bills, installments, discretionary
-            income_h = wage_in + harvest_in
-            inc[:n_h] += income_h
-            hcash = cash[:n_h] + income_h
-            need = hh.essential_needs(pop.ess_need_minor, pop.crop, moy)
-            # a floor of essentials first, then the loan (households protect their credit),
-            # then the rest of essentials, then bills
-            ess_floor = hh.scale_rows((need * hh.ESSENTIAL_FLOOR).astype(np.int64), hcash)
-            hcash -= ess_floor.sum(axis=1)
-            will_pay = ~fraud[:n_h]
-            n_inst = hh.pay_installments(hcash, inst_count[:n_h], inst_amount[:n_h], will_pay)
-            hcash -= n_inst * inst_amount[:n_h]
-            ess_rest = hh.scale_rows(need - ess_floor, hcash)
-            hcash -= ess_rest.sum(axis=1)
-            ess_paid = ess_floor + ess_rest
-            bill_amounts = bill_model.month_bills(bill_base, moy, rs)
-            pay_pending_h, status_h, bills_h = bill_model.settle(hcash, bill_amounts[:n_h], pending.total_by_party[:n_h],
-                                                                 disc[:n_h], rs)
-            hcash -= bills_h
-            cut[:n_h] = ess_rest.sum(axis=1) + bills_h
-            want = hh.discretionary_wants(pop.disc_want_minor, moy)
-            reserve = hh.reserve_minor(disc[:n_h], ess_base_total, loan_inst[:n_h], loan_left[:n_h])
-            budget = np.floor(hh.spend_propensity(disc[:n_h]) * np.maximum(hcash - reserve, 0)).astype(np.int64)
-            disc_paid = hh.scale_rows(want, budget)
-            hcash -= disc_paid.sum(axis=1)
-            assert np.all(hcash >= 0), "a household spent more than it had"
-            spend = ess_paid + disc_paid
-            refunds_h = np.zeros(n_h, np.int64)
-            if emit:
-                for h0 in range(0, n_h, p.chunk_parties):
-                    h1 = min(n_h, h0 + p.chunk_parties)
-                    rows, refunds = household_purchases(pop, shops, h0, spend[h0:h1], base_spend[h0:h1],
-                                                        p.shop_loyalty, p.refund_prob, ms, ml, re)
-                    net = np.bincount(rows.payee - n_h, weights=rows.amount_minor, minlength=n_b)
-                    net -= np.bincount(refunds.payer - n_h, weights=refunds.amount_minor, minlength=n_b)
-                    received_b += np.rint(net).astype(np.int64)
-                    refunds_h[h0:h1] = np.rint(np.bincount(refunds.payee - h0, weights=refunds.amount_minor,
-                                                           minlength=h1 - h0)).astype(np.int64)
-                    for part in (rows, refunds):
-                        pay_out += np.bincount(part.payer, weights=part.amount_minor, minlength=n)
-                        pay_in += np.bincount(part.payee, weights=part.amount_minor, minlength=n)
-                        out.payments(part)
-            else:  # beyond the period: same money, no individual payments
-                for j in range(spend.shape[1]):
-                    received_b += np.rint(np.bincount(shops[:, SHOP_SLOT_OF_CATEGORY[j]], weights=spend[:, j],
-                                                      minlength=n_b)).astype(np.int64)
-            hcash += refunds_h
-            cash[:n_h] = hcash
-            com[:n_h] += ess_paid.sum(axis=1) + bills_h + n_inst * inst_amount[:n_h]
-            dsc[:n_h] += disc_paid.sum(axis=1) - refunds_h
-            loan_out[:n_h] += n_inst * inst_amount[:n_h]
-
-            # 5. businesses: sales in, then overheads, bills, installments, invoices, restocking
-            outside = biz.outside_sales(pop, payroll_due, demand, b_vol, rs)
-            cash_b += received_b + outside
-            ext_in[n_h:] += outside
-            inc[n_h:] += received_b + outside
-            overhead = np.minimum(pop.overhead_minor, cash_b)
-            cash_b -= overhead
-            pay_pending_b, status_b, bills_b = bill_model.settle(cash_b, bill_amounts[n_h:], pending.total_by_party[n_h:],
-                                                                 b_disc, rs)
-            cash_b -= bills_b
-            n_inst_b = hh.pay_installments(cash_b, inst_count[n_h:], inst_amount[n_h:], np.ones(n_b, bool))
-            cash_b -= n_inst_b * inst_amount[n_h:]
-            loan_out[n_h:] += n_inst_b * inst_amount[n_h:]
-            o_buyer, o_supplier, o_amount = biz.stock_orders(pop, revenue_ewma, stressed, b_vol, rs)
-            issued = ms + re.integers(0, 28 * 86_400, len(o_amount)) * US_PER_SECOND
-            invoices.issue(o_buyer, o_supplier, o_amount, issued, pop.payment_terms_days[o_supplier], month_start)
-            settled, paid_by_buyer = invoices.settle(t, cash_b.copy(), b_disc, ms, ml, re)
-            cash_b -= paid_by_buyer
-            receipts = np.rint(np.bincount(settled["supplier"], weights=settled["amount_minor"],
-                                           minlength=n_b)).astype(np.int64)
-            cash_b += receipts
-            inc[n_h:] += receipts
-            flows.append(PaymentRows(settled["paid_us"], settled["buyer"] + n_h, settled["supplier"] + n_h,
-                                     settled["amount_minor"], np.full(len(settled["paid_us"]), CHANNEL["transfer"], np.int8),
-                                     np.full(len(settled["paid_us"]), KIND["transfer"], np.int8),
-                                     np.full(len(settled["paid_us"]), CATEGORY_INDEX["wholesale"], np.int8)))
-            restock = np.minimum((biz.external_stock_share(pop) * (received_b + outside + receipts)).astype(np.int64),
-                                 cash_b)
-            cash_b -= restock
-            target = 2.0 * (payroll_due + pop.overhead_minor) * (0.5 + b_mq)
-            draw = (biz.owner_draw_propensity(b_disc) * np.maximum(cash_b - target, 0)).astype(np.int64)
-            cash_b -= draw
-            assert np.all(cash >= 0), "a business spent more than it had"
-            ext_out[n_h:] += overhead + restock + draw
-            com[n_h:] += overhead + bills_b + n_inst_b * inst_amount[n_h:] + paid_by_buyer + restock
-            cut[n_h:] = paid_by_buyer + restock
-            dsc[n_h:] += draw
-
+            f = MonthFlows(pop.n_parties, pop.n_businesses)
+            if m.emit:
+                eco.lend(m, f)
+            due_loans, inst_count, inst_amount, loan_inst, loan_left = eco.installments_due(m)
+            payroll_due, wage_in, missed_wage = eco.payroll(m, f)
+            harvest_in = eco.harvest(m, shocks.crop_multiplier[0], f)
+            bill_amounts = bill_model.month_bills(eco.bill_base, m.of_year, eco.rs)
+            n_inst_h, pending_h, status_h, bills_h = eco.households(
+                m, wage_in + harvest_in, inst_count, inst_amount, loan_inst, loan_left, bill_amounts, out, f)
+            n_inst_b, pending_b, status_b, bills_b, settled, sales = eco.businesses(
+                m, payroll_due, shocks.factory_demand[0], inst_count, inst_amount, bill_amounts, f)
             # 6. loans: record installments paid
-            n_paid_all = np.r_[n_inst, n_inst_b]
-            book.pay(due_loans, n_paid_all[book.party[due_loans]], t, month_start)
-
-            # 7. bills rows: last month's deferred bills resolved, this month's settled or deferred
-            paid_pending = np.r_[pay_pending_h, pay_pending_b]
+            n_paid = np.r_[n_inst_h, n_inst_b]
+            eco.book.pay(due_loans, n_paid[eco.book.party[due_loans]], t, month_start)
             status = np.r_[status_h, status_b]
             series.late_bills[t] = (status >= bill_model.LATE) & (bill_amounts.sum(axis=1) > 0)
             bills_paid = np.r_[bills_h, bills_b]
-            resolved = bill_model.resolve_pending(pending.rows, paid_pending, ms, re)
-            settled_bills, deferred = bill_model.rows_for_month(np.arange(n), bill_amounts, status, bill_due_day, ms, ml, re)
-            pending = bill_model.PendingBills(deferred, np.rint(np.bincount(deferred.party, weights=deferred.amount_minor,
-                                                                            minlength=n)).astype(np.int64))
+            bill_rows, deferred = eco.bill_rows(m, bill_amounts, np.r_[pending_h, pending_b], status)
 
-            # 8. write the month's events
-            all_flows = PaymentRows.concat(flows)
-            pay_out += np.bincount(all_flows.payer, weights=all_flows.amount_minor, minlength=n)
-            pay_in += np.bincount(all_flows.payee, weights=all_flows.amount_minor, minlength=n)
-            if emit:
-                out.payments(all_flows)
-                out.bills(bill_model.BillRows.concat([resolved, settled_bills]))
+            # 8. the month's events out; the truth of the month
+            other = PaymentRows.concat(f.rows)
+            f.tally(other)
+            if m.emit:
+                out.payments(other)
+                out.bills(bill_rows)
                 out.invoices(settled, n_h)
                 if t == p.months - 1:  # period end: what is still open is written as unpaid
                     out.bills(deferred)
-                    out.invoices(invoices.open_rows(end_us), n_h)
-                    snapshot = book.snapshot_at(end_us, month_start, p.months)
-                tw.cash(t, month_start[t], series.cash_start[t], np.rint(pay_in).astype(np.int64),
-                        np.rint(pay_out).astype(np.int64), bills_paid, loan_in, loan_out, ext_in, ext_out, cash)
-            series.record(t, inc, com, dsc, cut)
-            if emit:
-                series.seen_in[t] = pay_in
-                series.seen_out[t] = pay_out + bills_paid
-
-            # 9. jobs and customers move
-            employer_stressed = np.zeros(n_h, bool)
-            has_emp = pop.employer >= 0
-            employer_stressed[has_emp] = stressed[pop.employer[has_emp]]
-            p_sep = p.job_separation_prob * (1 + 4 * pop.volatility[:n_h]) + 0.25 * missed_wage + 0.05 * employer_stressed
-            leaves = employed & (rs.random(n_h) < p_sep)
-            finds = ~employed & (rs.random(n_h) < p.job_finding_prob)
-            employed = (employed & ~leaves) | finds
-            stressed = cash_b < payroll_due + pop.overhead_minor
-            shop_stressed = stressed[shops]
-            p_switch = 0.01 + 0.15 * shop_stressed + 0.02 * (1 - b_mq[shops])
-            switch_h, switch_slot = np.nonzero(rs.random(shops.shape) < p_switch)
-            if len(switch_h):
-                sector_slot = SHOP_SECTOR_SLOT[switch_slot]
-                shops[switch_h, switch_slot] = pick_in_region_or_sector(
-                    pop.shop_picker_regional, pop.shop_picker_sector, pop.region[switch_h], sector_slot,
-                    len(BUSINESS_SECTOR_LIST), rs)
-            revenue_ewma = 0.7 * revenue_ewma + 0.3 * (received_b + outside + receipts)
+                    out.invoices(eco.invoices.open_rows(end_us), n_h)
+                    snapshot = eco.book.snapshot_at(end_us, month_start, p.months)
+                tw.cash(t, month_start[t], series.cash_start[t], np.rint(f.pay_in).astype(np.int64),
+                        np.rint(f.pay_out).astype(np.int64), bills_paid, f.loan_in, f.loan_out, f.ext_in,
+                        f.ext_out, eco.cash)
+                series.seen_in[t] = f.pay_in
+                series.seen_out[t] = f.pay_out + bills_paid
+            series.record(t, f.inc, f.com, f.dsc, f.cut)
+            eco.move(missed_wage, payroll_due, sales)
             phases["months"] = phases.get("months", 0.0) + time.perf_counter() - te
             bar.advance(task)
 
@@ -480,7 +543,7 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
     rows = out.close()
     phases["flush"] = time.perf_counter() - tf
     tt = time.perf_counter()
-    realism = truth.finish(tw, p, pop, series, snapshot, month_start, loan_of_party)
+    realism = truth.finish(tw, p, pop, series, snapshot, month_start)
     phases["truth"] = time.perf_counter() - tt
     seconds = time.perf_counter() - t0
     tw.summary(p, rows, realism, seconds)

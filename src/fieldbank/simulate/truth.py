@@ -111,9 +111,9 @@ class TruthWriter:
 # --------------------------------------------------------------------------- true PD (Monte Carlo)
 
 
-def true_pd(p: SimParams, pop: Population, t: int, moy: int, cash: np.ndarray, employed: np.ndarray,
-            stressed: np.ndarray, revenue_ewma: np.ndarray, book: credit.LoanBook, loan_of_party: np.ndarray,
-            month_start: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def true_pd(p: SimParams, pop: Population, moy: int, cash: np.ndarray, employed: np.ndarray,
+            stressed: np.ndarray, revenue_ewma: np.ndarray, book: credit.LoanBook,
+            rng: np.random.Generator) -> np.ndarray:
     """P(90+ DPD within 12 months on the standard loan taken now), per party, by Monte Carlo.
 
     The forward model is the simulation's own household and business cash rules with
@@ -139,8 +139,7 @@ def true_pd(p: SimParams, pop: Population, t: int, moy: int, cash: np.ndarray, e
                                    remaining, rng)
     for lo in range(n_h, pop.n_parties, step):
         idx = np.arange(lo, min(pop.n_parties, lo + step))
-        pd[idx] = _business_paths(p, pop, idx, cash, stressed, revenue_ewma, shocks, inst_std, existing,
-                                  remaining, rng)
+        pd[idx] = _business_paths(p, pop, idx, cash, revenue_ewma, shocks, inst_std, existing, remaining, rng)
     pd[fraud] = 1.0  # ring members never intend to repay
     return pd
 
@@ -205,7 +204,7 @@ def _household_paths(p, pop, idx, moy, cash, employed, stressed, shocks, inst_st
     return defaulted.mean(axis=0)
 
 
-def _business_paths(p, pop, idx, cash, stressed, revenue_ewma, shocks, inst_std, existing, remaining, rng):
+def _business_paths(p, pop, idx, cash, revenue_ewma, shocks, inst_std, existing, remaining, rng):
     k = p.pd_paths
     n = len(idx)
     b = idx - pop.n_households
@@ -352,7 +351,7 @@ def logit_auc(x: np.ndarray, y: np.ndarray, seed: int) -> float:
 
 
 def finish(tw: TruthWriter, p: SimParams, pop: Population, series: Series, snapshot: credit.LoanBook,
-           month_start: np.ndarray, loan_of_party: np.ndarray) -> dict:
+           month_start: np.ndarray) -> dict:
     """Write traits and counterfactual; close the writers; compute the realism figures."""
     tw.cash_writer.close()
     tw.pd_writer.close()
