@@ -30,3 +30,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             assert table.num_rows > 0, name
     assert not list((data_dir / "quarantine").rglob("*.parquet"))
     assert (data_dir / "truth" / "summary.json").exists()
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = CliRunner().invoke(app, ["demo", "--parties", "100", "--months", "2", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "not made by `fieldbank demo`" in result.output
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

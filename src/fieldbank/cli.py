@@ -6,6 +6,7 @@ package, which owns the work. Stages register their verbs below.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import typer
@@ -51,9 +52,24 @@ def contract_command(
         console.print(rt)
 
 
+DEMO_MARKER = ".fieldbank-demo"
+
+
+def _fresh_demo_dir(data_dir: Path) -> None:
+    """Start every demo from scratch (a new economy reuses IDs with other values), but only ever
+    wipe a folder an earlier demo made."""
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not (data_dir / DEMO_MARKER).exists():
+            raise typer.BadParameter(f"{data_dir} is not empty and was not made by `fieldbank demo`; "
+                                     "pick another --data-dir", param_hint="--data-dir")
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / DEMO_MARKER).write_text("made by `fieldbank demo`; the next demo deletes this folder\n")
+
+
 @app.command("demo")
 def demo_command(
-    parties: int = typer.Option(3000, min=50, max=2_000_000, help="number of parties to simulate"),
+    parties: int = typer.Option(10_000, min=50, max=2_000_000, help="number of parties to simulate"),
     months: int = typer.Option(24, min=1, max=120, help="months of history to simulate"),
     seed: int = typer.Option(7, help="random seed; same seed, same economy"),
     data_dir: Path = typer.Option(Path("var/demo"), help="where the demo writes everything"),
@@ -61,6 +77,7 @@ def demo_command(
     """The main job end to end on embedded defaults: simulate an economy, ingest it into the lake."""
     from fieldbank.config import load_settings
 
+    _fresh_demo_dir(data_dir)
     settings = load_settings(data_dir=data_dir)
     console.rule("[bold]1/2 simulate a rural and small-business economy")
     simulate_command(parties=parties, months=months, seed=seed, data_dir=settings.data_dir)
