@@ -148,7 +148,7 @@ def entry_lines(conn: Connection, entry_id: str) -> list[Line]:
 
 def reverse_entry(conn: Connection, entry_id: str, *, business_date: dt.date, kind: str = "reversal") -> str:
     """Post the mirror image of `entry_id` (each line negated). One reversal per entry."""
-    original = conn.execute(select(JournalEntry).where(JournalEntry.entry_id == entry_id)).scalar_one()
+    original = conn.execute(select(JournalEntry.__table__).where(JournalEntry.entry_id == entry_id)).one()
     lines = entry_lines(conn, entry_id)
     assert lines, entry_id
     return post_entry(

@@ -434,7 +434,8 @@ class BankService:
                     "status": "pending"}
 
         reserved = self._idempotent(idempotency_key, "draw", request, reserve)
-        return self._finish_disbursement(reserved["disbursement_id"], idempotency_key)
+        finished = self._finish_disbursement(reserved["disbursement_id"], idempotency_key)
+        return {**finished, "replayed": reserved["replayed"]}
 
     def _finish_disbursement(self, disbursement_id: str, idempotency_key: str | None) -> dict[str, Any]:
         with self.engine.connect() as conn:
