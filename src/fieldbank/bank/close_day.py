@@ -342,9 +342,12 @@ def close_days_through(engine: Engine, last_day: dt.date, *, lake_dir: Path | No
     """Close every open business date up to and including last_day, in order."""
     with engine.connect() as conn:
         last_done = conn.execute(text("SELECT max(business_date) FROM close_day_runs WHERE status = 'done'")).scalar()
-    if isinstance(last_done, str):
-        last_done = dt.date.fromisoformat(last_done)
-    first = last_done + dt.timedelta(days=1) if last_done else last_day
+        first_open = conn.execute(text("SELECT min(opened_on) FROM loans")).scalar()
+    last_done, first_open = (dt.date.fromisoformat(v) if isinstance(v, str) else v for v in (last_done, first_open))
+    if last_done:
+        first = last_done + dt.timedelta(days=1)
+    else:  # first close ever: from the day after the first loan opened
+        first = min(first_open + dt.timedelta(days=1), last_day) if first_open else last_day
     days = [first + dt.timedelta(days=k) for k in range((last_day - first).days + 1)]
     if len(days) > MAX_CATCH_UP_DAYS:
         raise CloseDayError(f"{len(days)} days to close: more than {MAX_CATCH_UP_DAYS}; close in smaller ranges")
