@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from fieldbank import contract
+from fieldbank.bank.commands import bank_app, close_day_command
 from fieldbank.lake.commands import ingest_command
 from fieldbank.simulate.commands import simulate_command
 
@@ -26,6 +27,8 @@ console = Console()
 
 app.command("simulate")(simulate_command)
 app.command("ingest")(ingest_command)
+app.command("close-day")(close_day_command)
+app.add_typer(bank_app, name="bank")
 
 
 @app.command("contract")
