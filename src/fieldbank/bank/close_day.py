@@ -118,15 +118,17 @@ def step_accrue(conn: Connection, sql: _Sql, day: dt.date, **_: object) -> int:
         f"WHERE {accruing_revolving} AND principal_minor > 0"), p)
     # Installment loans: the current period's scheduled interest spread over its days:
     # accrued through D = interest x elapsed days // period days, so the period sums exactly.
+    # Monthly periods are contiguous, so a loan has one current period: line_no = loan_id
+    # (the primary key would reject a second one loudly).
     target = (f"(i.interest_due_minor * {sql.days(sql.d('d'), 'i.start_on')} "
               f"/ {sql.days('i.due_on', 'i.start_on')})")
     current = (f"i.due_on >= {sql.d('d')} AND i.due_on <= {sql.d('d_end')} AND i.start_on < {sql.d('d')}")
     conn.execute(text(
         "INSERT INTO journal_lines (entry_id, line_no, account_code, loan_id, amount_minor) "
-        f"SELECT CAST(:e AS VARCHAR(120)), i.loan_id, 'INTEREST_RECEIVABLE', i.loan_id, sum({target} - i.interest_accrued_minor) "
+        f"SELECT CAST(:e AS VARCHAR(120)), i.loan_id, 'INTEREST_RECEIVABLE', i.loan_id, {target} - i.interest_accrued_minor "
         "FROM installments i JOIN loans l ON l.loan_id = i.loan_id "
         f"WHERE {current} AND l.status = 'active' AND l.kind = 'installment' "
-        f"GROUP BY i.loan_id HAVING sum({target} - i.interest_accrued_minor) > 0"), p)
+        f"AND {target} - i.interest_accrued_minor > 0"), p)
     conn.execute(text(
         f"UPDATE installments SET interest_accrued_minor = "
         f"{target.replace('i.', '')} "
