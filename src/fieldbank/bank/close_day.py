@@ -123,20 +123,27 @@ def step_accrue(conn: Connection, sql: _Sql, day: dt.date, **_: object) -> int:
     target = (f"(i.interest_due_minor * {sql.days(sql.d('d'), 'i.start_on')} "
               f"/ {sql.days('i.due_on', 'i.start_on')})")
     current = (f"i.due_on >= {sql.d('d')} AND i.due_on <= {sql.d('d_end')} AND i.start_on < {sql.d('d')}")
-    conn.execute(text(
+    installment_lines = (
         "INSERT INTO journal_lines (entry_id, line_no, account_code, loan_id, amount_minor) "
         f"SELECT CAST(:e AS VARCHAR(120)), i.loan_id, 'INTEREST_RECEIVABLE', i.loan_id, {target} - i.interest_accrued_minor "
         "FROM installments i JOIN loans l ON l.loan_id = i.loan_id "
         f"WHERE {current} AND l.status = 'active' AND l.kind = 'installment' "
-        f"AND {target} - i.interest_accrued_minor > 0"), p)
+        f"AND {target} - i.interest_accrued_minor > 0")
+    if sql.pg:  # one statement: the lines inserted feed the loans' balance update directly
+        conn.execute(text(
+            f"WITH posted AS ({installment_lines} RETURNING loan_id, amount_minor) "
+            "UPDATE loans SET interest_minor = loans.interest_minor + posted.amount_minor FROM posted "
+            "WHERE posted.loan_id = loans.loan_id"), p)
+    else:
+        conn.execute(text(installment_lines), p)
+        conn.execute(text(
+            "UPDATE loans SET interest_minor = loans.interest_minor + jl.amount_minor FROM journal_lines jl "
+            "WHERE jl.entry_id = :e AND jl.loan_id = loans.loan_id AND loans.kind = 'installment'"), p)
     conn.execute(text(
         f"UPDATE installments SET interest_accrued_minor = "
         f"{target.replace('i.', '')} "
         f"WHERE {current.replace('i.', '')} AND loan_id IN "
         "(SELECT loan_id FROM loans WHERE status = 'active' AND kind = 'installment')"), p)
-    conn.execute(text(
-        "UPDATE loans SET interest_minor = loans.interest_minor + jl.amount_minor FROM journal_lines jl "
-        "WHERE jl.entry_id = :e AND jl.loan_id = loans.loan_id AND loans.kind = 'installment'"), p)
     _balance_batch(conn, p["e"], ledger.INTEREST_INCOME)
     n = _post_batch_header(conn, sql, p["e"], day, "accrual", "daily interest accrual")
     # Penalty interest on overdue principal (both kinds), booked as a fee component.
