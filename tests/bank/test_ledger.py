@@ -95,3 +95,14 @@ def test_reversal_mirrors_and_books_balance(bank: BankService) -> None:
         assert ledger.check_books(conn).ok
         tb = ledger.trial_balance(conn)
     assert sum(r["balance_minor"] for r in tb) == 0
+
+
+def test_migrations_downgrade_and_upgrade(engine) -> None:  # noqa: ANN001
+    from fieldbank.bank.db import downgrade, migrate
+
+    downgrade(engine, "base")
+    with engine.connect() as conn:
+        assert "loans" not in engine.dialect.get_table_names(conn)
+    migrate(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM accounts")).scalar_one() == len(ledger.CHART_OF_ACCOUNTS)

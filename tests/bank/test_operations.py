@@ -183,3 +183,31 @@ def test_prepay_shortens_term_and_full_payoff_closes(bank: BankService) -> None:
     loan = bank.loan(loan_id)
     assert loan["status"] == "closed" and loan["closed_on"] == DAY and loan["principal_minor"] == 0
     _books_ok(bank.engine)
+
+
+ANNUITY = Product("annuity-golden", "installment", "annuity", apr_bps=1_200, term_months=12, day_count="30/360")
+SEASONAL = Product("seasonal-golden", "installment", "seasonal", apr_bps=1_000, term_months=9, day_count="ACT/360",
+                   harvest_months=(9,))
+
+
+@pytest.mark.parametrize("product,principal,opened,first_days", [
+    # 12,000 of interest for (31 Jan, 28 Feb], 28 days: 12000*1//28 = 428, 12000*2//28 - 428 = 429.
+    (ANNUITY, 1_200_000, dt.date(2026, 1, 31), [428, 429]),
+    # 7,750 for (15 Jan, 15 Feb], 31 days: exactly 250 a day.
+    (SEASONAL, 900_000, dt.date(2026, 1, 15), [250, 250]),
+])
+def test_golden_journal_lines_per_product(bank: BankService, product: Product, principal: int, opened: dt.date,
+                                          first_days: list[int]) -> None:
+    bank.ensure_products((product,))
+    opened_result = bank.open_line(offer_id="o", party_id="p", product_code=product.code, amount_minor=principal,
+                                   idempotency_key="open", on=opened)
+    loan_id = opened_result["loan_id"]
+    d = opened_result["disbursement"]["disbursement_id"]
+    assert _lines(bank.engine, f"{d}:reserve") == [("LOANS_PRINCIPAL", principal, loan_id), ("CLEARING", -principal, None)]
+    assert _lines(bank.engine, f"{d}:settle") == [("CLEARING", principal, None), ("BORROWER_PAYMENT", -principal, loan_id)]
+    for k, amount in enumerate(first_days, start=1):
+        day = opened + dt.timedelta(days=k)
+        close_day(bank.engine, day)
+        assert _lines(bank.engine, f"close:{day}:interest") == [
+            ("INTEREST_INCOME", -amount, None), ("INTEREST_RECEIVABLE", amount, loan_id)]
+    _books_ok(bank.engine)
