@@ -186,3 +186,25 @@ def test_export_matches_the_lake_contract(engine, tmp_path) -> None:  # noqa: AN
         "opened_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "principal_minor": 20_000, "term_days": 365,
         "closed_at": None, "max_dpd": 0, "defaulted_at": None, "written_off": False}]
     assert not list(path.parent.glob(".*tmp"))  # no temp file left behind
+
+
+SHORT_LINE = Product("line-short", "revolving", "revolving", apr_bps=0, term_months=1, day_count="ACT/365",
+                     cycle_days=30, payment_due_days=5, allocation_order=("principal", "interest", "fees"))
+
+
+def test_matured_line_closes_and_allocation_order_is_configurable(engine) -> None:  # noqa: ANN001
+    bank = BankService(engine)
+    bank.ensure_products((SHORT_LINE,))
+    loan_id = bank.open_line(offer_id="o", party_id="p", product_code="line-short", amount_minor=10_000,
+                             idempotency_key="open", on=DAY)["loan_id"]
+    bank.draw(loan_id=loan_id, amount_minor=10_000, idempotency_key="d", on=DAY)
+    with engine.begin() as conn:  # a fee owed, to see the order: principal first for this product
+        ledger.post_entry(conn, entry_id="fee-1", business_date=DAY, kind="fee", loan_id=loan_id,
+                          lines=[ledger.Line(ledger.FEES_RECEIVABLE, 500, loan_id), ledger.Line(ledger.FEE_INCOME, -500)])
+    paid = bank.repay(loan_id=loan_id, amount_minor=10_000, idempotency_key="r", on=DAY)
+    assert paid["paid"] == {"principal": 10_000, "interest": 0, "fees": 0}
+    bank.repay(loan_id=loan_id, amount_minor=500, idempotency_key="r2", on=DAY)
+    close_days_through(engine, dt.date(2026, 2, 1))  # maturity 1 Feb, nothing owed
+    loan = bank.loan(loan_id)
+    assert loan["status"] == "closed" and loan["closed_on"] == dt.date(2026, 2, 1)
+    _books_ok(engine)

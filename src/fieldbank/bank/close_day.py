@@ -12,6 +12,7 @@ clean run (and a rerun of a finished date does nothing):
   delinquency   overdue principal, DPD, max DPD, bucket, default date
   late_fees     one late fee per installment unpaid after the product's grace days
   write_off     loans at 180+ DPD: principal, interest and fees to write-off expense
+  close_matured credit lines past maturity with nothing owed are closed
   allowance     loss allowance per bucket = exposure x bucket rate; post the change
   export        loan outcomes to the lake's loans table (Parquet, contract schema)
 
@@ -32,7 +33,8 @@ from fieldbank.bank import domain, ledger
 from fieldbank.bank.models import AllowanceBalance, CloseDayRun, CloseDayStep, Loan
 from fieldbank.bank.service import apply_payment
 
-STEPS = ("accrue", "bill", "apply_credit", "delinquency", "late_fees", "write_off", "allowance", "export")
+STEPS = ("accrue", "bill", "apply_credit", "delinquency", "late_fees", "write_off", "close_matured", "allowance",
+         "export")
 MAX_CATCH_UP_DAYS = 366  # close-day closes missing days in order, at most this many per call
 MAX_CREDIT_APPLICATIONS_PER_DAY = 1_000_000
 
@@ -260,6 +262,15 @@ def step_write_off(conn: Connection, sql: _Sql, day: dt.date, **_: object) -> in
     return n
 
 
+def step_close_matured(conn: Connection, sql: _Sql, day: dt.date, **_: object) -> int:
+    return conn.execute(text(
+        f"UPDATE loans SET status = 'closed', closed_on = {sql.d('d')}, oldest_unpaid_due_on = NULL, "
+        "overdue_principal_minor = 0, dpd = 0, bucket = 'current' "
+        f"WHERE status = 'active' AND kind = 'revolving' AND maturity_on <= {sql.d('d')} AND principal_minor = 0 "
+        "AND interest_minor = 0 AND fees_minor = 0 AND pending_disbursement_minor = 0"),
+        {"d": sql.date_value(day)}).rowcount
+
+
 def step_allowance(conn: Connection, sql: _Sql, day: dt.date, **_: object) -> int:
     exposure = dict(conn.execute(text(
         "SELECT bucket, sum(principal_minor + interest_minor + fees_minor) FROM loans "
@@ -288,7 +299,8 @@ def step_export(conn: Connection, sql: _Sql, day: dt.date, *, lake_dir: Path | N
 
 STEP_FUNCTIONS: dict[str, Callable[..., int]] = {
     "accrue": step_accrue, "bill": step_bill, "apply_credit": step_apply_credit, "delinquency": step_delinquency,
-    "late_fees": step_late_fees, "write_off": step_write_off, "allowance": step_allowance, "export": step_export,
+    "late_fees": step_late_fees, "write_off": step_write_off, "close_matured": step_close_matured,
+    "allowance": step_allowance, "export": step_export,
 }
 assert tuple(STEP_FUNCTIONS) == STEPS
 

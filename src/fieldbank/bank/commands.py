@@ -205,7 +205,7 @@ def close_day_command(
     data_dir: Path | None = DataDir, database_url: str | None = DatabaseUrl,
     export: bool = typer.Option(True, help="export loan outcomes to the lake's loans table"),
 ) -> None:
-    """Close of business: accrue, bill, delinquency, late fees, write-offs, allowances, export.
+    """Close of business: accrue, bill, delinquency, late fees, write-offs, closings, allowances, export.
 
     Closes every open date up to --date, in order; a finished date is skipped, a crashed one
     resumes at its first unfinished step.
