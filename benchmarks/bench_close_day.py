@@ -208,6 +208,10 @@ def main() -> None:
     for step in STEPS:
         steps.add_row(step, *(f"{r['step_s'].get(step, 0):.2f}" for r in results))
     console.print(steps)
+    if args.out.exists():  # keep the other database's last result when only one is rerun
+        previous = json.loads(args.out.read_text()).get("results", [])
+        results = [r for r in previous if r["db"] not in {x["db"] for x in results}] + results
+        results.sort(key=lambda r: r["db"] != "pg")
     payload = {"benchmark": "close_day", "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

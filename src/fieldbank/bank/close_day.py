@@ -37,6 +37,7 @@ STEPS = ("accrue", "bill", "apply_credit", "delinquency", "late_fees", "write_of
          "export")
 MAX_CATCH_UP_DAYS = 366  # close-day closes missing days in order, at most this many per call
 MAX_CREDIT_APPLICATIONS_PER_DAY = 1_000_000
+PG_CLOSE_DAY_WORK_MEM = "128MB"
 
 
 class SimulatedCrash(RuntimeError):
@@ -337,6 +338,9 @@ def close_day(
         with engine.begin() as conn:
             if sql.pg:  # one close-day at a time (per database); released at commit
                 conn.execute(text("SELECT pg_advisory_xact_lock(4242)"))
+                # Set-based steps join and hash hundreds of thousands of rows: give this
+                # transaction (only) the memory to do it without spilling to disk.
+                conn.execute(text(f"SET LOCAL work_mem = '{PG_CLOSE_DAY_WORK_MEM}'"))
             done = conn.execute(select(CloseDayStep.step).where(
                 CloseDayStep.business_date == day, CloseDayStep.step == name)).first()
             if done:
