@@ -111,14 +111,11 @@ def step_accrue(conn: Connection, sql: _Sql, day: dt.date, **_: object) -> int:
     revolving_total = f"(interest_carry + principal_minor * apr_bps * {weight})"
     accruing_revolving = f"status = 'active' AND kind = 'revolving' AND opened_on < {sql.d('d')}"
     # Revolving lines: interest on the drawn balance, carried remainder.
-    conn.execute(text(
-        "INSERT INTO journal_lines (entry_id, line_no, account_code, loan_id, amount_minor) "
-        f"SELECT CAST(:e AS VARCHAR(120)), loan_id, 'INTEREST_RECEIVABLE', loan_id, {revolving_total} / {denom} FROM loans "
-        f"WHERE {accruing_revolving} AND {revolving_total} / {denom} > 0"), p)
-    conn.execute(text(
-        f"UPDATE loans SET interest_minor = interest_minor + {revolving_total} / {denom}, "
+    revolving_update = (
+        f"UPDATE loans SET last_accrual_minor = {revolving_total} / {denom}, "
+        f"interest_minor = interest_minor + {revolving_total} / {denom}, "
         f"interest_carry = {revolving_total} % {denom} "
-        f"WHERE {accruing_revolving} AND principal_minor > 0"), p)
+        f"WHERE {accruing_revolving} AND principal_minor > 0")
     # Installment loans: the current period's scheduled interest spread over its days:
     # accrued through D = interest x elapsed days // period days, so the period sums exactly.
     # Monthly periods are contiguous, so a loan has one current period: line_no = loan_id
@@ -126,27 +123,40 @@ def step_accrue(conn: Connection, sql: _Sql, day: dt.date, **_: object) -> int:
     target = (f"(i.interest_due_minor * {sql.days(sql.d('d'), 'i.start_on')} "
               f"/ {sql.days('i.due_on', 'i.start_on')})")
     current = (f"i.due_on >= {sql.d('d')} AND i.due_on <= {sql.d('d_end')} AND i.start_on < {sql.d('d')}")
-    installment_lines = (
-        "INSERT INTO journal_lines (entry_id, line_no, account_code, loan_id, amount_minor) "
-        f"SELECT CAST(:e AS VARCHAR(120)), i.loan_id, 'INTEREST_RECEIVABLE', i.loan_id, {target} - i.interest_accrued_minor "
-        "FROM installments i JOIN loans l ON l.loan_id = i.loan_id "
-        f"WHERE {current} AND l.status = 'active' AND l.kind = 'installment' "
-        f"AND {target} - i.interest_accrued_minor > 0")
-    if sql.pg:  # one statement: the lines inserted feed the loans' balance update directly
+    lines_insert = "INSERT INTO journal_lines (entry_id, line_no, account_code, loan_id, amount_minor) "
+    if sql.pg:
+        # One pass per table: each UPDATE returns the day's accrual, which feeds the lines
+        # (and, for installments, the loan's balance) in the same statement.
         conn.execute(text(
-            f"WITH posted AS ({installment_lines} RETURNING loan_id, amount_minor) "
+            f"WITH accrued AS ({revolving_update} RETURNING loan_id, last_accrual_minor) {lines_insert}"
+            "SELECT CAST(:e AS VARCHAR(120)), loan_id, 'INTEREST_RECEIVABLE', loan_id, last_accrual_minor "
+            "FROM accrued WHERE last_accrual_minor > 0"), p)
+        conn.execute(text(
+            "WITH accrued AS (UPDATE installments AS i SET last_accrual_minor = "
+            f"{target} - i.interest_accrued_minor, interest_accrued_minor = {target} FROM loans l "
+            f"WHERE l.loan_id = i.loan_id AND l.status = 'active' AND l.kind = 'installment' AND {current} "
+            f"AND {target} > i.interest_accrued_minor RETURNING i.loan_id, i.last_accrual_minor), "
+            f"posted AS ({lines_insert}SELECT CAST(:e AS VARCHAR(120)), loan_id, 'INTEREST_RECEIVABLE', loan_id, "
+            "last_accrual_minor FROM accrued RETURNING loan_id, amount_minor) "
             "UPDATE loans SET interest_minor = loans.interest_minor + posted.amount_minor FROM posted "
             "WHERE posted.loan_id = loans.loan_id"), p)
-    else:
-        conn.execute(text(installment_lines), p)
+    else:  # SQLite has no data-modifying CTEs: lines first (from the old state), then updates
+        conn.execute(text(
+            f"{lines_insert}SELECT CAST(:e AS VARCHAR(120)), loan_id, 'INTEREST_RECEIVABLE', loan_id, "
+            f"{revolving_total} / {denom} FROM loans WHERE {accruing_revolving} AND {revolving_total} / {denom} > 0"), p)
+        conn.execute(text(revolving_update), p)
+        conn.execute(text(
+            f"{lines_insert}SELECT CAST(:e AS VARCHAR(120)), i.loan_id, 'INTEREST_RECEIVABLE', i.loan_id, "
+            f"{target} - i.interest_accrued_minor FROM installments i JOIN loans l ON l.loan_id = i.loan_id "
+            f"WHERE {current} AND l.status = 'active' AND l.kind = 'installment' "
+            f"AND {target} - i.interest_accrued_minor > 0"), p)
         conn.execute(text(
             "UPDATE loans SET interest_minor = loans.interest_minor + jl.amount_minor FROM journal_lines jl "
             "WHERE jl.entry_id = :e AND jl.loan_id = loans.loan_id AND loans.kind = 'installment'"), p)
-    conn.execute(text(
-        f"UPDATE installments SET interest_accrued_minor = "
-        f"{target.replace('i.', '')} "
-        f"WHERE {current.replace('i.', '')} AND loan_id IN "
-        "(SELECT loan_id FROM loans WHERE status = 'active' AND kind = 'installment')"), p)
+        conn.execute(text(
+            f"UPDATE installments SET interest_accrued_minor = {target.replace('i.', '')} "
+            f"WHERE {current.replace('i.', '')} AND loan_id IN "
+            "(SELECT loan_id FROM loans WHERE status = 'active' AND kind = 'installment')"), p)
     _balance_batch(conn, p["e"], ledger.INTEREST_INCOME)
     n = _post_batch_header(conn, sql, p["e"], day, "accrual", "daily interest accrual")
     # Penalty interest on overdue principal (both kinds), booked as a fee component.

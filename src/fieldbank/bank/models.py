@@ -97,6 +97,7 @@ class Loan(Base):
     # Accrual state: sub-minor remainders in minor x bps x day units, carried day to day.
     interest_carry: Mapped[int] = mapped_column(BigInteger, default=0)
     penalty_carry: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_accrual_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # the last day's
     # Delinquency state.
     billed_interest_minor: Mapped[int] = mapped_column(BigInteger, default=0)  # revolving: billed, unpaid
     billed_principal_minor: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -123,6 +124,7 @@ class Installment(Base):
     principal_due_minor: Mapped[int] = mapped_column(BigInteger)
     interest_due_minor: Mapped[int] = mapped_column(BigInteger)
     interest_accrued_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_accrual_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     principal_paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     interest_paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     late_fee_charged: Mapped[bool] = mapped_column(Boolean, default=False)
