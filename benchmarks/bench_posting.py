@@ -36,6 +36,7 @@ console = Console()
 PG_URL = os.environ.get("FIELDBANK_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 RESULTS = Path(__file__).parent / "results" / "posting.json"
 DAY = dt.date(2026, 6, 1)
+ROUNDS = 2  # each figure = mean of ROUNDS interleaved measurements
 
 BASELINE_DDL = [
     "CREATE TABLE plain_keys (key varchar(200) PRIMARY KEY, operation varchar(40), request_hash varchar(64), "
@@ -116,13 +117,17 @@ def main() -> None:
                 conn.execute(text(ddl))
         offset = 0
         for clients in (1, 8):
-            per_client = max(10, args.transfers // clients)
-            with console.status(f"{clients} client(s): plain INSERT baseline"):
-                baseline = measure(plain, engine, clients, per_client, offset)
-            with console.status(f"{clients} client(s): balanced transfers with idempotency keys"):
-                posted = measure(transfer, engine, clients, per_client, offset)
-            offset += clients
-            rows.append({"clients": clients, "transfers": clients * per_client,
+            per_client = max(10, args.transfers // clients // ROUNDS)
+            baseline_rates, posted_rates = [], []
+            for _ in range(ROUNDS):  # interleaved, so both see the same machine load
+                with console.status(f"{clients} client(s): plain INSERT baseline"):
+                    baseline_rates.append(measure(plain, engine, clients, per_client, offset))
+                with console.status(f"{clients} client(s): balanced transfers with idempotency keys"):
+                    posted_rates.append(measure(transfer, engine, clients, per_client, offset))
+                offset += clients
+            baseline = sum(baseline_rates) / ROUNDS
+            posted = sum(posted_rates) / ROUNDS
+            rows.append({"clients": clients, "transfers": clients * per_client * ROUNDS,
                          "transfers_per_s": round(posted), "plain_insert_per_s": round(baseline),
                          "ratio_vs_plain": round(posted / baseline, 3)})
         with engine.connect() as conn:
