@@ -208,3 +208,50 @@ def test_matured_line_closes_and_allocation_order_is_configurable(engine) -> Non
     loan = bank.loan(loan_id)
     assert loan["status"] == "closed" and loan["closed_on"] == dt.date(2026, 2, 1)
     _books_ok(engine)
+
+
+KILL_SCRIPT = """
+import datetime as dt, sys
+from fieldbank.bank.db import make_engine
+from fieldbank.bank.close_day import close_day
+url, schema, day, hook = sys.argv[1:5]
+engine = make_engine(url, schema=schema or None)
+close_day(engine, dt.date.fromisoformat(day), crash_hook=hook)
+"""
+
+
+@pytest.mark.slow
+def test_process_killed_inside_a_step_then_rerun_gives_identical_books(engine_factory) -> None:  # noqa: ANN001
+    import subprocess
+    import sys
+
+    clean_engine = engine_factory()
+    clean = _scenario(clean_engine, None)
+    engine = engine_factory()
+    bank = _bank(engine)
+    bank.ensure_products()
+    # Same book as _scenario, closed up to day 40, then a real process dies inside day 41's accrual.
+    a = bank.open_line(offer_id="a", party_id="p1", product_code="line-test", amount_minor=200_000,
+                       idempotency_key="a", on=DAY)["loan_id"]
+    bank.draw(loan_id=a, amount_minor=150_000, idempotency_key="da", on=DAY)
+    bank.open_line(offer_id="b", party_id="p2", product_code="annuity-12m", amount_minor=300_000,
+                   idempotency_key="b", on=DAY)
+    c = bank.open_line(offer_id="c", party_id="p3", product_code="equal-principal-6m", amount_minor=120_000,
+                       idempotency_key="c", on=DAY)["loan_id"]
+    bank.repay(loan_id=c, amount_minor=30_000, idempotency_key="rc", on=DAY)
+    close_days_through(engine, DAY + dt.timedelta(days=40))
+    url = engine.url.render_as_string(hide_password=False)
+    schema = ""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+    engine.dispose()
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, url, schema,
+                             (DAY + dt.timedelta(days=41)).isoformat(), "kill:accrue"], capture_output=True)
+    assert killed.returncode == 137, killed.stderr.decode()[-2000:]
+    with engine.connect() as conn:  # the killed transaction left nothing behind
+        assert conn.execute(text("SELECT count(*) FROM close_day_steps WHERE business_date = :d"),
+                            {"d": DAY + dt.timedelta(days=41)}).scalar_one() == 0
+    close_days_through(engine, DAY + dt.timedelta(days=45))
+    _books_ok(engine)
+    assert snapshot(engine) == clean

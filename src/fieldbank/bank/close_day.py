@@ -23,6 +23,7 @@ holding a credit balance and owing something at the same time.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -328,7 +329,8 @@ def close_day(
     date must be closed unless this is the first close ever.
 
     crash_hook (tests): "after:<step>" raises SimulatedCrash once the step has committed;
-    "inside:<step>" raises inside the step's transaction (rolled back).
+    "inside:<step>" raises inside the step's transaction (rolled back); "kill:<step>" ends the
+    process abruptly inside the step's open transaction (a real crash).
     """
     sql = _Sql(engine.dialect.name)
     result = CloseDayResult(day)
@@ -359,6 +361,8 @@ def close_day(
             rows = STEP_FUNCTIONS[name](conn, sql, day, lake_dir=lake_dir)
             if crash_hook == f"inside:{name}":
                 raise SimulatedCrash(crash_hook)
+            if crash_hook == f"kill:{name}":  # the process dies mid-transaction, nothing unwinds
+                os._exit(137)
             conn.execute(insert(CloseDayStep).values(business_date=day, step=name, rows_affected=rows))
             result.rows[name] = rows
             result.steps_run.append(name)
