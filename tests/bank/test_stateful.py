@@ -5,6 +5,7 @@ principal (from the operations' own results) matches the database."""
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import itertools
 import os
@@ -34,7 +35,9 @@ _template: dict[str, str] = {}
 def _sqlite_engine():  # noqa: ANN202
     """A fresh migrated SQLite database: a copy of a template migrated once per process."""
     if "path" not in _template:
-        path = os.path.join(tempfile.mkdtemp(prefix="fb-template-"), "template.db")
+        directory = tempfile.mkdtemp(prefix="fb-template-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        path = os.path.join(directory, "template.db")
         eng = make_engine(f"sqlite:///{path}")
         migrate(eng)
         BankService(eng).ensure_products()
