@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from fieldbank import contract
+from fieldbank.bank.commands import bank_app, close_day_command
 from fieldbank.lake.commands import ingest_command
 from fieldbank.risk.commands import models_app, train_command
 from fieldbank.simulate.commands import simulate_command
@@ -30,6 +31,8 @@ app.command("simulate")(simulate_command)
 app.command("ingest")(ingest_command)
 app.command("train")(train_command)
 app.add_typer(models_app, name="models")
+app.command("close-day")(close_day_command)
+app.add_typer(bank_app, name="bank")
 
 
 @app.command("contract")

@@ -1,0 +1,1 @@
+"""fieldbank's HTTP service (FastAPI): the bank routes now, decision routes next."""

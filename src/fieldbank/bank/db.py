@@ -1,0 +1,62 @@
+"""Engines and migrations for the bank database (SQLite file by default, PostgreSQL in production).
+
+SQLite: foreign keys on (the deferred journal FK is part of the balance guarantee), WAL, a
+busy timeout, and every transaction opened with BEGIN IMMEDIATE so writers serialise up
+front instead of failing on lock upgrade. PostgreSQL: READ COMMITTED plus explicit row locks
+(SELECT ... FOR UPDATE) in the service layer.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def make_engine(database_url: str, *, schema: str | None = None, pool_size: int = 20) -> Engine:
+    """An engine with the bank's connection settings. `schema` sets the PostgreSQL search_path
+    (tests give every worker its own schema)."""
+    if database_url.startswith("sqlite"):
+        engine = create_engine(database_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection, _record):  # noqa: ANN001
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if ":memory:" not in database_url:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection):  # noqa: ANN001
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
+    return create_engine(
+        database_url, connect_args=connect_args, pool_size=pool_size, max_overflow=10, pool_pre_ping=True
+    )
+
+
+def alembic_config(engine: Engine) -> Config:
+    """An Alembic config that works from an installed package (no alembic.ini needed)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("fieldbank.bank") / "migrations"))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision` (idempotent)."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    command.downgrade(alembic_config(engine), revision)
