@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from fieldbank import contract
+from fieldbank.lake.read import lake_files, read_lake_table
 from fieldbank.bank import ledger
 from fieldbank.bank.close_day import CloseDayError, SimulatedCrash, close_day, close_days_through
 from fieldbank.bank.domain import AccrualState, Product
@@ -178,14 +179,15 @@ def test_export_matches_the_lake_contract(engine, tmp_path) -> None:  # noqa: AN
                    idempotency_key="open2", on=DAY)
     bank.draw(loan_id=loan_id, amount_minor=20_000, idempotency_key="d", on=DAY)
     close_day(engine, DAY + dt.timedelta(days=1), lake_dir=tmp_path)
-    path = tmp_path / "loans" / "month=2026-01" / "fieldbank.parquet"
-    table = pq.read_table(path)
+    close_day(engine, DAY + dt.timedelta(days=2), lake_dir=tmp_path)  # a second export replaces the first
+    (path,) = lake_files(tmp_path, "loans")
+    assert path.parent.name == "month=2026-01" and path.name.startswith("snapshot-fieldbank-")
+    table = read_lake_table(tmp_path, "loans")
     assert table.schema.equals(contract.LOANS.schema)
     assert table.to_pylist() == [{
         "loan_id": f"fieldbank-{loan_id}", "party_id": "party-9", "lender": "fieldbank",
         "opened_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "principal_minor": 20_000, "term_days": 365,
         "closed_at": None, "max_dpd": 0, "defaulted_at": None, "written_off": False}]
-    assert not list(path.parent.glob(".*tmp"))  # no temp file left behind
 
 
 SHORT_LINE = Product("line-short", "revolving", "revolving", apr_bps=0, term_months=1, day_count="ACT/365",

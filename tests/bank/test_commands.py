@@ -6,6 +6,7 @@ import typer
 from typer.testing import CliRunner
 
 from fieldbank.bank.commands import bank_app, close_day_command
+from fieldbank.lake.read import lake_files
 
 
 def test_cli_open_draw_close_report(tmp_path) -> None:  # noqa: ANN001
@@ -28,6 +29,6 @@ def test_cli_open_draw_close_report(tmp_path) -> None:  # noqa: ANN001
     assert "books balance" in run("bank", "trial-balance")
     assert "NPL ratio 0.00%" in run("bank", "portfolio")
     assert "LOANS_PRINCIPAL" in run("bank", "statement", "--loan-id", "1")
-    assert (tmp_path / "lake" / "loans" / "month=2026-01" / "fieldbank.parquet").exists()
+    assert [f.parent.name for f in lake_files(tmp_path / "lake", "loans")] == ["month=2026-01"]
     over = runner.invoke(app, ["bank", "draw", "--loan-id", "1", "--amount-minor", "70000", *common])
     assert over.exit_code == 2 and "amount_minor=70000" in over.output

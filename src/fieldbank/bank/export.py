@@ -1,17 +1,17 @@
 """Export loan outcomes to the lake's `loans` table (fieldbank.contract.LOANS schema).
 
-Layout: <lake_dir>/loans/month=YYYY-MM/fieldbank.parquet, partitioned by the month of
-opened_at (the table's time column). Each file holds every fieldbank loan opened in that
-month and is replaced atomically (write a temp file in the same directory, then rename), so
-readers see the previous export or the new one, never a mix within a month; other lenders'
-files in the same partitions are untouched.
+Published as the lake's "fieldbank" snapshot of the loans table
+(fieldbank.lake.publish.publish_snapshot): every export replaces all rows of the previous one
+in a single new table version, committed by the lake's atomic symlink swap under its lock, so
+readers see the previous export or the new one, never a mix; other lenders' rows are untouched.
+Files land as <lake_dir>/loans/month=YYYY-MM/snapshot-fieldbank-<version>.parquet, partitioned by
+the month of opened_at (the table's time column).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 from sqlalchemy import Connection, text
 
 from fieldbank import contract
+from fieldbank.lake.publish import publish_snapshot
 
 LENDER = "fieldbank"
-EXPORT_FILE_NAME = "fieldbank.parquet"
 EXPORT_BATCH_ROWS = 200_000
 
 
@@ -119,17 +119,7 @@ def loans_table(conn: Connection) -> pa.Table:
 
 
 def export_loans(conn: Connection, lake_dir: Path, business_date: dt.date) -> int:
+    """Publish the outcome of every fieldbank loan as of `business_date`; returns the row count."""
     table = loans_table(conn)
-    root = Path(lake_dir) / "loans"
-    if table.num_rows == 0:
-        return 0
-    months = pc.strftime(table["opened_at"], format="%Y-%m")
-    for month in sorted(set(months.to_pylist())):
-        part = table.filter(pc.equal(months, month))
-        directory = root / f"month={month}"
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{EXPORT_FILE_NAME}.{os.getpid()}.tmp"
-        pq.write_table(part, tmp, metadata_collector=None)
-        os.replace(tmp, directory / EXPORT_FILE_NAME)
-    (root / "_fieldbank_export.txt").write_text(f"business_date={business_date}\nrows={table.num_rows}\n")
+    publish_snapshot(Path(lake_dir), "loans", LENDER, table)
     return table.num_rows
