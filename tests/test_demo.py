@@ -17,11 +17,13 @@ pytestmark = pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     result = CliRunner().invoke(
-        app, ["demo", "--parties", "400", "--months", "6", "--seed", "3", "--data-dir", str(data_dir)],
+        app, ["demo", "--parties", "400", "--months", "6", "--seed", "3", "--borrowers", "40", "--bank-days", "75",
+              "--data-dir", str(data_dir)],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     assert "demo done" in result.output
+    assert "books balance and match every stored balance" in result.output
     # Every simulated table landed in the lake, nothing was quarantined: the simulator keeps the contract.
     for name in contract.TABLE_ORDER:
         table = read_lake_table(data_dir / "lake", name)
@@ -29,6 +31,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         if name != "loans":
             assert table.num_rows > 0, name
     assert not list((data_dir / "quarantine").rglob("*.parquet"))
+    # The bank's loan outcomes came back to the lake, next to the past lender's loans.
+    loans = read_lake_table(data_dir / "lake", "loans")
+    ours = [row for row in loans.to_pylist() if row["lender"] == "fieldbank"]
+    assert len(ours) == 40 and max(row["max_dpd"] for row in ours) > 0
     assert (data_dir / "truth" / "summary.json").exists()
 
 

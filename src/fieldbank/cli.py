@@ -75,18 +75,29 @@ def demo_command(
     parties: int = typer.Option(10_000, min=50, max=2_000_000, help="number of parties to simulate"),
     months: int = typer.Option(24, min=1, max=120, help="months of history to simulate"),
     seed: int = typer.Option(7, help="random seed; same seed, same economy"),
+    borrowers: int = typer.Option(300, min=1, max=5_000, help="parties the demo bank lends to"),
+    bank_days: int = typer.Option(240, min=2, max=730, help="business days the demo bank closes"),
     data_dir: Path = typer.Option(Path("var/demo"), help="where the demo writes everything"),
 ) -> None:
-    """The main job end to end on embedded defaults: simulate an economy, ingest it into the lake."""
+    """The main job end to end on embedded defaults: simulate, ingest, book and service loans."""
+    from fieldbank.bank.commands import portfolio_command, trial_balance_command
     from fieldbank.config import load_settings
+    from fieldbank.demo import book_and_service
 
     _fresh_demo_dir(data_dir)
     settings = load_settings(data_dir=data_dir)
-    console.rule("[bold]1/2 simulate a rural and small-business economy")
+    console.rule("[bold]1/3 simulate a rural and small-business economy")
     simulate_command(parties=parties, months=months, seed=seed, data_dir=settings.data_dir)
-    console.rule("[bold]2/2 ingest it into the lake (validated, partitioned by month)")
+    console.rule("[bold]2/3 ingest it into the lake (validated, partitioned by month)")
     ingest_command(src=settings.raw_dir, data_dir=settings.data_dir)
-    console.print(f"[green]demo done[/green]: lake at {settings.lake_dir}, ground truth at {settings.truth_dir}")
+    console.rule("[bold]3/3 book loans on the double-entry ledger and close every business day")
+    report = book_and_service(settings, borrowers=borrowers, days=bank_days, seed=seed, console=console)
+    console.print(f"lent to {report.borrowers} parties on {report.first_day} (habits: {report.habits}); "
+                  f"closed {report.first_day} .. {report.last_day}")
+    trial_balance_command(data_dir=settings.data_dir, database_url=settings.database_url)
+    portfolio_command(data_dir=settings.data_dir, database_url=settings.database_url)
+    console.print(f"[green]demo done[/green]: lake {settings.lake_dir}, ground truth {settings.truth_dir}, "
+                  f"bank database {settings.database_url}; loan outcomes exported to {settings.lake_dir / 'loans'}")
 
 
 if __name__ == "__main__":

@@ -50,5 +50,6 @@ def read_lake_table(lake_dir: Path, table: str, columns: list[str] | None = None
     if not files:
         out = schema.empty_table()
     else:
-        out = pa.concat_tables([pq.read_table(f) for f in files]).cast(schema)
+        # Cast per file: DuckDB-written files mark every column nullable, snapshots don't.
+        out = pa.concat_tables([pq.read_table(f).cast(schema) for f in files])
     return out.select(columns) if columns is not None else out
