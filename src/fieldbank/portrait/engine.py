@@ -1,0 +1,122 @@
+"""Engines and lake access: the same Ibis expressions run on DuckDB (default) or PySpark."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from fieldbank.contract import TABLES
+
+ENGINES = ("duckdb", "spark")
+SPARK_LOCAL_MASTER = "local[2]"
+
+
+def spark_session(master: str = SPARK_LOCAL_MASTER) -> Any:
+    """A Spark session configured the way the portrait needs it (UTC, quiet, small shuffles).
+
+    On a cluster, build the session with spark-submit instead (docs/portrait.md); the only
+    setting that matters for correctness is the UTC session time zone.
+    """
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master(master)
+        .appName("fieldbank-portrait")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def connect(engine: str, spark: Any | None = None) -> ibis.BaseBackend:
+    """An Ibis backend for `engine`; `spark` reuses an existing SparkSession."""
+    assert engine in ENGINES, f"engine must be one of {ENGINES}, got {engine!r}"
+    if engine == "duckdb":
+        con = ibis.duckdb.connect()
+        con.raw_sql("SET TimeZone = 'UTC'")
+        return con
+    return ibis.pyspark.connect(spark if spark is not None else spark_session())
+
+
+def engine_of(con: ibis.BaseBackend) -> str:
+    name = con.name
+    assert name in ENGINES, f"unsupported backend {name!r}"
+    return name
+
+
+def parquet_files(directory: Path) -> list[Path]:
+    """Data files under a table or rollup directory; temp dirs of in-flight writes are skipped."""
+    if not directory.exists():
+        return []
+    return sorted(
+        p for p in directory.rglob("*.parquet")
+        if not any(part.startswith((".", "_")) for part in p.relative_to(directory).parts)
+    )
+
+
+def read_parquet_dir(con: ibis.BaseBackend, directory: Path, schema: pa.Schema) -> ir.Table:
+    """All Parquet files under `directory` (hive month=... partitions allowed), as `schema`.
+
+    The partition column is dropped: every file already carries the contract's columns.
+    An absent or empty directory reads as an empty table with the schema.
+    """
+    files = parquet_files(directory)
+    if not files:
+        return ibis.memtable(schema.empty_table())
+    if engine_of(con) == "duckdb":
+        t = con.read_parquet([str(f) for f in files], hive_partitioning=False, union_by_name=False)
+    else:
+        t = con.read_parquet(str(directory), recursiveFileLookup="true")
+    return t.select(*schema.names)
+
+
+def read_lake_table(con: ibis.BaseBackend, lake_dir: Path, table: str) -> ir.Table:
+    """One event table of the lake as an Ibis table with exactly the contract's columns."""
+    return read_parquet_dir(con, Path(lake_dir) / table, TABLES[table].schema)
+
+
+def midnight_utc(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+
+
+def ts_literal(day: dt.date) -> ir.TimestampScalar:
+    return ibis.literal(midnight_utc(day), type="timestamp('UTC')")
+
+
+def date_literal(day: dt.date) -> ir.DateScalar:
+    return ibis.literal(day, type="date")
+
+
+def safe_div(num: ir.NumericValue, den: ir.NumericValue) -> ir.FloatingValue:
+    """num / den as float64, null when den is 0 or null (Spark 4 runs in ANSI mode: x/0 raises)."""
+    return ibis.ifelse(den.fill_null(0) != 0, num.cast("float64") / den.cast("float64"), ibis.null("float64"))
+
+
+def whole_days_between(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.IntegerValue:
+    """floor((later - earlier) / 1 day) as int64, computed on epoch seconds (same on both engines)."""
+    return ((later.epoch_seconds() - earlier.epoch_seconds()) // 86400).cast("int64")
+
+
+_temp_names = itertools.count()
+
+
+def materialize(con: ibis.BaseBackend, expr: ir.Table) -> ir.Table:
+    """Compute `expr` once and keep it: a DuckDB temp table, a cached Spark DataFrame.
+
+    Used between PageRank iterations and for each family's result, so no single query
+    grows with the number of iterations or families (Ibis compile time grows fast with
+    expression size).
+    """
+    if engine_of(con) == "duckdb":
+        return con.create_table(f"_fieldbank_tmp_{next(_temp_names)}", expr, temp=True)
+    return expr.cache()

@@ -1,0 +1,252 @@
+"""Daily rollups of payments (party x day partial aggregates), kept in the lake.
+
+Payments are the big table (~100M rows); every payment feature is defined on two rollups
+of it, so the same feature code runs on rollups computed on the fly from raw payments
+("direct") or on rollups persisted in `lake_dir/_rollups/` ("incremental"):
+
+- `party_day`: party x day x direction (in/out) x kind x category -> amount, count.
+- `pair_day`:  payee x payer x day, purchases only -> amount, count (distinct customers,
+  repeat customers, top-customer share need the counterparty).
+
+Persisted rollups are one Parquet file per day (`_rollups/<name>/YYYY-MM-DD.parquet`).
+`update_rollups` compares the payment files in the lake with a manifest of the files it
+has already rolled up; for new, changed or removed files it reads the day range from the
+Parquet footer statistics of `ts`, and rebuilds only those days, reading only the files
+whose day range overlaps them. Adding one day of events (one new file) therefore costs one
+day of work, not the history. Other tables (invoices, bills, loans) are small and their
+rows change after the fact (paid_at, defaulted_at), so their features read them directly.
+
+Single writer: run one `update_rollups` at a time per lake (the CLI does).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fieldbank.contract import TABLES
+from fieldbank.portrait.engine import connect, parquet_files, read_parquet_dir
+
+PARTY_DAY_SCHEMA = pa.schema(
+    [
+        pa.field("party_id", pa.string(), nullable=False),
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("direction", pa.string(), nullable=False),  # "in": party was paid; "out": party paid
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("category", pa.string()),
+        pa.field("amount_minor", pa.int64(), nullable=False),
+        pa.field("n_payments", pa.int64(), nullable=False),
+    ]
+)
+PAIR_DAY_SCHEMA = pa.schema(
+    [
+        pa.field("payee_id", pa.string(), nullable=False),
+        pa.field("payer_id", pa.string(), nullable=False),
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("amount_minor", pa.int64(), nullable=False),
+        pa.field("n_payments", pa.int64(), nullable=False),
+    ]
+)
+SCHEMAS: dict[str, pa.Schema] = {"party_day": PARTY_DAY_SCHEMA, "pair_day": PAIR_DAY_SCHEMA}
+MANIFEST_VERSION = 1
+# A day range per file above this means a malformed file (or a bug), not a lake we roll up.
+MAX_DAYS_PER_FILE = 20_000
+
+
+def party_day(payments: ir.Table) -> ir.Table:
+    """Payments rolled up to party x day x direction x kind x category."""
+    p = payments.mutate(day=payments.ts.date())
+    sides = []
+    for direction, party_col in (("in", "payee_id"), ("out", "payer_id")):
+        sides.append(
+            p.group_by(party_id=p[party_col], day=p.day, kind=p.kind, category=p.category)
+            .aggregate(amount_minor=p.amount_minor.sum().cast("int64"), n_payments=p.count().cast("int64"))
+            .mutate(direction=ibis.literal(direction))
+        )
+    out = sides[0].union(sides[1])
+    return out.select(*PARTY_DAY_SCHEMA.names)
+
+
+def pair_day(payments: ir.Table) -> ir.Table:
+    """Purchases rolled up to payee x payer x day."""
+    p = payments.filter(payments.kind == "purchase")
+    p = p.mutate(day=p.ts.date())
+    out = p.group_by("payee_id", "payer_id", "day").aggregate(
+        amount_minor=p.amount_minor.sum().cast("int64"), n_payments=p.count().cast("int64")
+    )
+    return out.select(*PAIR_DAY_SCHEMA.names)
+
+
+ROLLUP_FUNCTIONS = {"party_day": party_day, "pair_day": pair_day}
+
+
+def rollups_dir(lake_dir: Path) -> Path:
+    return Path(lake_dir) / "_rollups"
+
+
+def read_rollup(con: ibis.BaseBackend, lake_dir: Path, name: str) -> ir.Table:
+    return read_parquet_dir(con, rollups_dir(lake_dir) / name, SCHEMAS[name])
+
+
+@dataclass(frozen=True)
+class RollupUpdate:
+    files_new_or_changed: int
+    files_removed: int
+    files_read: int
+    days_rebuilt: int
+    rows_written: int
+
+
+def _file_day_range(path: Path) -> tuple[dt.date, dt.date] | None:
+    """(first, last) UTC day of `ts` in a payments file, from footer statistics when present."""
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
+    if meta.num_rows == 0:
+        return None
+    col = pf.schema_arrow.get_field_index("ts")
+    assert col >= 0, f"{path}: no ts column"
+    lo: dt.datetime | None = None
+    hi: dt.datetime | None = None
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            ts = pq.read_table(path, columns=["ts"]).column("ts")
+            lo, hi = ts.combine_chunks().min().as_py(), ts.combine_chunks().max().as_py()  # type: ignore[attr-defined]
+            break
+        lo = stats.min if lo is None else min(lo, stats.min)
+        hi = stats.max if hi is None else max(hi, stats.max)
+    assert lo is not None and hi is not None
+    lo_utc = lo.astimezone(dt.timezone.utc) if lo.tzinfo else lo
+    hi_utc = hi.astimezone(dt.timezone.utc) if hi.tzinfo else hi
+    first, last = lo_utc.date(), hi_utc.date()
+    assert first <= last and (last - first).days <= MAX_DAYS_PER_FILE, f"{path}: day range {first}..{last}"
+    return first, last
+
+
+def _load_manifest(path: Path) -> dict:
+    if not path.exists():
+        return {"version": MANIFEST_VERSION, "files": {}}
+    manifest = json.loads(path.read_text())
+    assert manifest.get("version") == MANIFEST_VERSION, f"{path}: unknown manifest version"
+    return manifest
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _days(first: dt.date, last: dt.date) -> set[dt.date]:
+    return {first + dt.timedelta(days=i) for i in range((last - first).days + 1)}
+
+
+def update_rollups(lake_dir: Path) -> RollupUpdate:
+    """Bring the persisted rollups in line with the payment files in the lake (see module doc)."""
+    lake_dir = Path(lake_dir)
+    root = rollups_dir(lake_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest_path = root / "_manifest.json"
+    manifest = _load_manifest(manifest_path)
+    known: dict[str, dict] = manifest["files"]
+
+    payments_dir = lake_dir / "payments"
+    current: dict[str, dict] = {}
+    touched: set[dt.date] = set()
+    changed = 0
+    for path in parquet_files(payments_dir):
+        rel = str(path.relative_to(payments_dir))
+        st = path.stat()
+        entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        old = known.get(rel)
+        if old is not None and old["size"] == entry["size"] and old["mtime_ns"] == entry["mtime_ns"]:
+            current[rel] = old
+            continue
+        changed += 1
+        day_range = _file_day_range(path)
+        entry["first_day"] = day_range[0].isoformat() if day_range else None
+        entry["last_day"] = day_range[1].isoformat() if day_range else None
+        current[rel] = entry
+        if day_range:
+            touched |= _days(*day_range)
+        if old is not None and old.get("first_day"):
+            touched |= _days(dt.date.fromisoformat(old["first_day"]), dt.date.fromisoformat(old["last_day"]))
+    removed = [rel for rel in known if rel not in current]
+    for rel in removed:
+        old = known[rel]
+        if old.get("first_day"):
+            touched |= _days(dt.date.fromisoformat(old["first_day"]), dt.date.fromisoformat(old["last_day"]))
+
+    files_read: list[Path] = []
+    rows_written = 0
+    if touched:
+        first, last = min(touched), max(touched)
+        for rel, entry in current.items():
+            if entry.get("first_day") is None:
+                continue
+            f_first, f_last = dt.date.fromisoformat(entry["first_day"]), dt.date.fromisoformat(entry["last_day"])
+            if f_last >= first and f_first <= last and any(
+                d in touched for d in _days(max(f_first, first), min(f_last, last))
+            ):
+                files_read.append(payments_dir / rel)
+        rows_written = _rebuild_days(root, files_read, touched)
+    manifest["files"] = current
+    tmp = manifest_path.with_name(f".{manifest_path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, manifest_path)
+    return RollupUpdate(changed, len(removed), len(files_read), len(touched), rows_written)
+
+
+def _rebuild_days(root: Path, files: list[Path], days: set[dt.date]) -> int:
+    """Recompute the rollups of `days` from `files` (DuckDB) and replace their day files."""
+    con = connect("duckdb")
+    rows = 0
+    if files:
+        raw = con.read_parquet([str(f) for f in files], hive_partitioning=False)
+        raw = raw.select(*TABLES["payments"].column_names)
+        first, last = min(days), max(days)
+        lo = dt.datetime(first.year, first.month, first.day, tzinfo=dt.timezone.utc)
+        hi = dt.datetime(last.year, last.month, last.day, tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+        raw = raw.filter(raw.ts >= ibis.literal(lo), raw.ts < ibis.literal(hi))
+        if len(days) < (last - first).days + 1:
+            raw = raw.filter(raw.ts.date().isin(sorted(days)))
+    for name, schema in SCHEMAS.items():
+        out_dir = root / name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if files:
+            table = ROLLUP_FUNCTIONS[name](raw).to_pyarrow().cast(schema)
+            keys = [(c, "ascending") for c in schema.names if c not in ("amount_minor", "n_payments")]
+            table = table.sort_by([("day", "ascending")] + [k for k in keys if k[0] != "day"])
+        else:
+            table = schema.empty_table()
+        written = _split_by_day(table, out_dir)
+        rows += table.num_rows
+        for day in days - written:  # days whose events all disappeared
+            (out_dir / f"{day.isoformat()}.parquet").unlink(missing_ok=True)
+    con.disconnect()
+    return rows
+
+
+def _split_by_day(table: pa.Table, out_dir: Path) -> set[dt.date]:
+    """Write one file per day of a table sorted by day; returns the days written."""
+    if table.num_rows == 0:
+        return set()
+    day_numbers = table.column("day").cast(pa.int32()).to_numpy()
+    assert np.all(np.diff(day_numbers) >= 0), "rollup rows must be sorted by day"
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(day_numbers)) + 1])
+    ends = np.concatenate([starts[1:], [len(day_numbers)]])
+    written: set[dt.date] = set()
+    for start, end in zip(starts, ends):
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=int(day_numbers[start]))
+        _write_atomic(table.slice(start, end - start), out_dir / f"{day.isoformat()}.parquet")
+        written.add(day)
+    return written
