@@ -13,7 +13,7 @@ from rich.console import Console
 
 from fieldbank import contract
 from fieldbank.lake.commands import ingest_command
-from fieldbank.portrait.commands import features_command, portrait_command
+from fieldbank.portrait.commands import features_command, portrait_command, portrait_report_command
 from fieldbank.simulate.commands import simulate_command
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.command("simulate")(simulate_command)
 app.command("ingest")(ingest_command)
 app.command("portrait")(portrait_command)
 app.command("features")(features_command)
+app.command("portrait-report")(portrait_report_command)
 
 
 @app.command("contract")

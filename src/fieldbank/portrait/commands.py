@@ -95,3 +95,63 @@ def features_command(
     for f in feats:
         table.add_row(f.name, f.family, f"{f.window_days} d" if f.window_days else "-", f.unit, f.description)
     console.print(table)
+
+
+def portrait_report_command(
+    as_of: str = typer.Option(..., "--as-of", help="portrait date YYYY-MM-DD"),
+    horizon_days: int = typer.Option(365, min=1, max=3660, help="label: 90+ DPD within this many days from D"),
+    data_dir: Path = typer.Option(None, help="root of fieldbank's files; default from settings"),
+) -> None:
+    """Feature quality (coverage, IV, AUC vs the default label) as an HTML table."""
+    import os
+
+    import pyarrow.parquet as pq
+    from rich.table import Table as RichTable
+
+    from fieldbank.config import load_settings
+    from fieldbank.portrait.engine import connect
+    from fieldbank.portrait.inputs import load_inputs
+    from fieldbank.portrait.pipeline import execute_portrait, parse_as_of, portrait_path, write_portrait
+    from fieldbank.portrait.report import feature_quality, labels, render_html, report_path
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        (day,) = parse_as_of([as_of])
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    assert settings.lake_dir is not None
+    started = time.perf_counter()
+    path = portrait_path(settings.data_dir, day)
+    with _progress() as progress:
+        task = progress.add_task("portrait", total=3)
+        if path.exists():
+            portrait = pq.read_table(path)
+        else:
+            portrait = execute_portrait(load_inputs(connect("duckdb"), settings.lake_dir), day)
+            write_portrait(settings.data_dir, day, portrait)
+        progress.advance(task)
+        progress.update(task, description="labels")
+        label_table, observed = labels(settings.lake_dir, day, horizon_days)
+        progress.advance(task)
+        progress.update(task, description="IV and AUC")
+        rows = feature_quality(portrait, label_table)
+        progress.advance(task)
+    out = report_path(settings.data_dir, day)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.write_text(render_html(rows, day, portrait.num_rows, label_table, observed, horizon_days))
+    os.replace(tmp, out)
+
+    top = RichTable(title=f"strongest features as of {day}")
+    for col in ("feature", "coverage", "IV", "AUC"):
+        top.add_column(col, no_wrap=True)
+    for q in rows[:10]:
+        top.add_row(q.name, f"{q.coverage:.0%}", "" if q.iv is None else f"{q.iv:.3f}",
+                    "" if q.auc is None else f"{q.auc:.3f}")
+    console.print(top)
+    bad = int(sum(label_table["label"].to_pylist())) if label_table.num_rows else 0
+    console.print(
+        f"[green]portrait-report[/green]: {len(rows)} features, {portrait.num_rows:,} parties, "
+        f"{label_table.num_rows:,} labeled ({bad:,} defaults){'' if observed else ', labels censored'} "
+        f"in {time.perf_counter() - started:.1f} s -> {out}"
+    )

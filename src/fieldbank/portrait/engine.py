@@ -48,10 +48,12 @@ def connect(engine: str, spark: Any | None = None) -> ibis.BaseBackend:
     return ibis.pyspark.connect(spark if spark is not None else spark_session())
 
 
+BACKEND_ENGINES = {"duckdb": "duckdb", "pyspark": "spark"}
+
+
 def engine_of(con: ibis.BaseBackend) -> str:
-    name = con.name
-    assert name in ENGINES, f"unsupported backend {name!r}"
-    return name
+    assert con.name in BACKEND_ENGINES, f"unsupported backend {con.name!r}"
+    return BACKEND_ENGINES[con.name]
 
 
 def parquet_files(directory: Path) -> list[Path]:
@@ -111,12 +113,17 @@ _temp_names = itertools.count()
 
 
 def materialize(con: ibis.BaseBackend, expr: ir.Table) -> ir.Table:
-    """Compute `expr` once and keep it: a DuckDB temp table, a cached Spark DataFrame.
+    """Compute `expr` now and keep the result: a DuckDB temp table; on Spark a locally
+    checkpointed DataFrame registered as a temp view.
 
-    Used between PageRank iterations and for each family's result, so no single query
-    grows with the number of iterations or families (Ibis compile time grows fast with
-    expression size).
+    Used between PageRank iterations and for each family's result, so no query grows with
+    the number of iterations or families. On Spark, `cache()` is not enough: the logical
+    plan keeps the whole lineage and its analysis blows up (each PageRank step reads the
+    previous one twice); a checkpoint cuts the lineage.
     """
+    name = f"_fieldbank_tmp_{next(_temp_names)}"
     if engine_of(con) == "duckdb":
-        return con.create_table(f"_fieldbank_tmp_{next(_temp_names)}", expr, temp=True)
-    return expr.cache()
+        return con.create_table(name, expr, temp=True)
+    session = con._session  # noqa: SLF001 - Ibis exposes no public handle to the session
+    session.sql(con.compile(expr)).localCheckpoint(eager=True).createOrReplaceTempView(name)
+    return con.table(name)

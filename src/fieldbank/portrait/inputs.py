@@ -10,7 +10,7 @@ import ibis
 import ibis.expr.types as ir
 
 from fieldbank.portrait import rollups
-from fieldbank.portrait.engine import date_literal, read_lake_table, ts_literal
+from fieldbank.portrait.engine import date_literal, materialize, read_lake_table, ts_literal
 
 
 @dataclass(frozen=True)
@@ -58,16 +58,18 @@ class Inputs:
 
 def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True) -> Inputs:
     """Tables of the lake at `lake_dir`. With `use_rollups`, payments come from the persisted
-    daily rollups (updated first, incrementally); otherwise they are rolled up on the fly."""
+    daily rollups (updated first, incrementally); otherwise they are rolled up from the raw
+    payments on this engine, in memory, at load time."""
     lake_dir = Path(lake_dir)
     if use_rollups:
         rollups.update_rollups(lake_dir)
         party_day = rollups.read_rollup(con, lake_dir, "party_day")
         pair_day = rollups.read_rollup(con, lake_dir, "pair_day")
     else:
+        # Rolled up once per load (not once per family and date): same definitions, no files.
         payments = read_lake_table(con, lake_dir, "payments")
-        party_day = rollups.party_day(payments)
-        pair_day = rollups.pair_day(payments)
+        party_day = materialize(con, rollups.party_day(payments))
+        pair_day = materialize(con, rollups.pair_day(payments))
     return Inputs(
         con=con,
         parties=read_lake_table(con, lake_dir, "parties"),

@@ -40,13 +40,17 @@ def build_portrait(inp: Inputs, as_of: dt.date) -> ir.Table:
         got = set(fam.columns) - {"party_id"}
         assert got == expected, f"{family.__name__}: columns {sorted(got ^ expected)} differ from the catalog"
         t = t.left_join(materialize(inp.con, fam), "party_id").drop("party_id_right")
-    fills = {
-        name: t[name].fill_null(0) for name, f in feats.items() if f.fill_zero and f.family != "thin_file"
-    }
-    t = thin_file.derive(t.mutate(**fills))
-    casts = {name: t[name].cast(f.dtype) for name, f in feats.items()}
-    t = t.mutate(as_of=ibis.literal(as_of, type="date"), **casts)
-    return t.select(*KEY_COLUMNS, *feats)
+    # One projection (fill, cast, derive) keeps the final query small to compile.
+    cols: dict[str, ir.Value] = {}
+    for name, f in feats.items():
+        if f.family == "thin_file":
+            continue
+        col = t[name].fill_null(0) if f.fill_zero else t[name]
+        cols[name] = col.cast(f.dtype)
+    cols.update(thin_file.derive(cols))
+    return t.select(
+        party_id=t.party_id, as_of=ibis.literal(as_of, type="date"), **{name: cols[name] for name in feats}
+    )
 
 
 def execute_portrait(inp: Inputs, as_of: dt.date) -> pa.Table:

@@ -8,12 +8,14 @@ of it, so the same feature code runs on rollups computed on the fly from raw pay
 - `pair_day`:  payee x payer x day, purchases only -> amount, count (distinct customers,
   repeat customers, top-customer share need the counterparty).
 
-Persisted rollups are one Parquet file per day (`_rollups/<name>/YYYY-MM-DD.parquet`).
+Persisted rollups are one Parquet file per month (`_rollups/<name>/YYYY-MM.parquet`; per-day
+files were tried first: hundreds of tiny files cost more to open than to read).
 `update_rollups` compares the payment files in the lake with a manifest of the files it
 has already rolled up; for new, changed or removed files it reads the day range from the
-Parquet footer statistics of `ts`, and rebuilds only those days, reading only the files
-whose day range overlaps them. Adding one day of events (one new file) therefore costs one
-day of work, not the history. Other tables (invoices, bills, loans) are small and their
+Parquet footer statistics of `ts`, recomputes only those days, reading only the raw files
+whose day range overlaps them, and rewrites the month's rollup file with those days
+replaced. Adding one day of events (one new file) therefore reads one day of raw events
+plus one month of (much smaller) rollup rows, never the history. Other tables (invoices, bills, loans) are small and their
 rows change after the fact (paid_at, defaulted_at), so their features read them directly.
 
 Single writer: run one `update_rollups` at a time per lake (the CLI does).
@@ -29,8 +31,8 @@ from pathlib import Path
 
 import ibis
 import ibis.expr.types as ir
-import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fieldbank.contract import TABLES
@@ -207,7 +209,7 @@ def update_rollups(lake_dir: Path) -> RollupUpdate:
 
 
 def _rebuild_days(root: Path, files: list[Path], days: set[dt.date]) -> int:
-    """Recompute the rollups of `days` from `files` (DuckDB) and replace their day files."""
+    """Recompute the rollups of `days` from `files` (DuckDB) and splice them into the month files."""
     con = connect("duckdb")
     rows = 0
     if files:
@@ -219,34 +221,26 @@ def _rebuild_days(root: Path, files: list[Path], days: set[dt.date]) -> int:
         raw = raw.filter(raw.ts >= ibis.literal(lo), raw.ts < ibis.literal(hi))
         if len(days) < (last - first).days + 1:
             raw = raw.filter(raw.ts.date().isin(sorted(days)))
+    months = sorted({(d.year, d.month) for d in days})
     for name, schema in SCHEMAS.items():
         out_dir = root / name
         out_dir.mkdir(parents=True, exist_ok=True)
-        if files:
-            table = ROLLUP_FUNCTIONS[name](raw).to_pyarrow().cast(schema)
-            keys = [(c, "ascending") for c in schema.names if c not in ("amount_minor", "n_payments")]
-            table = table.sort_by([("day", "ascending")] + [k for k in keys if k[0] != "day"])
-        else:
-            table = schema.empty_table()
-        written = _split_by_day(table, out_dir)
-        rows += table.num_rows
-        for day in days - written:  # days whose events all disappeared
-            (out_dir / f"{day.isoformat()}.parquet").unlink(missing_ok=True)
+        fresh = ROLLUP_FUNCTIONS[name](raw).to_pyarrow().cast(schema) if files else schema.empty_table()
+        rows += fresh.num_rows
+        fresh_month = pc.strftime(fresh.column("day").cast(pa.timestamp("s")), format="%Y-%m")
+        for year, month in months:
+            tag = f"{year:04d}-{month:02d}"
+            path = out_dir / f"{tag}.parquet"
+            parts = [fresh.filter(pc.equal(fresh_month, tag))]
+            if path.exists():  # keep the month's days that were not rebuilt
+                old = pq.read_table(path).cast(schema)
+                touched = pa.array(sorted(d for d in days if (d.year, d.month) == (year, month)), pa.date32())
+                parts.append(old.filter(pc.invert(pc.is_in(old.column("day"), touched))))
+            table = pa.concat_tables(parts)
+            if table.num_rows == 0:
+                path.unlink(missing_ok=True)
+                continue
+            keys = [c for c in schema.names if c not in ("amount_minor", "n_payments")]
+            _write_atomic(table.sort_by([(c, "ascending") for c in keys]), path)
     con.disconnect()
     return rows
-
-
-def _split_by_day(table: pa.Table, out_dir: Path) -> set[dt.date]:
-    """Write one file per day of a table sorted by day; returns the days written."""
-    if table.num_rows == 0:
-        return set()
-    day_numbers = table.column("day").cast(pa.int32()).to_numpy()
-    assert np.all(np.diff(day_numbers) >= 0), "rollup rows must be sorted by day"
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(day_numbers)) + 1])
-    ends = np.concatenate([starts[1:], [len(day_numbers)]])
-    written: set[dt.date] = set()
-    for start, end in zip(starts, ends):
-        day = dt.date(1970, 1, 1) + dt.timedelta(days=int(day_numbers[start]))
-        _write_atomic(table.slice(start, end - start), out_dir / f"{day.isoformat()}.parquet")
-        written.add(day)
-    return written

@@ -32,7 +32,7 @@ def compute(inp: Inputs, a: AsOf) -> ir.Table:
     b = b.mutate(days_late=days_late_as_of(b.due_at, b.paid_at, a), unpaid=unpaid_as_of(b.paid_at, a))
     in_365 = b.due_at >= a.start_ts(365)
     in_90 = b.due_at >= a.start_ts(90)
-    late = ibis.ifelse(b.days_late >= 1, 1.0, 0.0)
+    late = ibis.ifelse(b.days_late >= 1, 1, 0).cast("float64")
     out = b.group_by("party_id").aggregate(
         bills_n_365d=b.count(where=in_365).cast("int64"),
         bills_biller_kinds_n_365d=b.biller_kind.nunique(where=in_365).cast("int64"),

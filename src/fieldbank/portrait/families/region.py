@@ -42,8 +42,8 @@ def compute(inp: Inputs, a: AsOf) -> ir.Table:
     inflow = inflow.filter(inflow.prev_90 > 0)
     fell = inflow.mutate(
         fell=ibis.ifelse(
-            inflow.last_90.fill_null(0).cast("float64") < INCOME_FELL_RATIO * inflow.prev_90.cast("float64"), 1.0, 0.0
-        )
+            inflow.last_90.fill_null(0).cast("float64") < INCOME_FELL_RATIO * inflow.prev_90.cast("float64"), 1, 0
+        ).cast("float64")
     )
     fell = fell.join(parties, "party_id")
     fell_by_region = fell.group_by("region_id").aggregate(region_income_fell_share_90d=fell.fell.mean())
@@ -51,7 +51,7 @@ def compute(inp: Inputs, a: AsOf) -> ir.Table:
     ln = inp.loans.filter(inp.loans.opened_at < a.ts)
     defaulted_365 = (ln.defaulted_at < a.ts) & (ln.defaulted_at >= a.start_ts(365))
     borrowers = ln.group_by("party_id").aggregate(
-        defaulted=ibis.ifelse(defaulted_365.fill_null(False), 1.0, 0.0).max()
+        defaulted=ibis.ifelse(defaulted_365.fill_null(False), 1, 0).cast("float64").max()
     )
     borrowers = borrowers.join(parties, "party_id")
     default_by_region = borrowers.group_by("region_id").aggregate(

@@ -106,7 +106,7 @@ def compute(inp: Inputs, a: AsOf) -> ir.Table:
     # Punctuality on invoices due in the window, and what is overdue now.
     due_365 = (e.due_at < a.ts) & (e.due_at >= a.start_ts(365))
     late_f = e.days_late.cast("float64")
-    late_flag = ibis.ifelse(e.days_late >= 1, 1.0, 0.0)
+    late_flag = ibis.ifelse(e.days_late >= 1, 1, 0).cast("float64")
     pun = e.group_by("party_id").aggregate(
         **{
             f"sc_{role}_days_late_mean_365d": late_f.mean(where=due_365 & (e.role == role)) for role in ROLES

@@ -22,19 +22,20 @@ FEATURES = [
 ]
 
 
-def derive(t: ir.Table) -> ir.Table:
-    """Adds the flags to a portrait table that already has the other families' (filled) columns."""
+def derive(cols: dict[str, ir.Value]) -> dict[str, ir.IntegerValue]:
+    """The flags, from the other families' (already zero-filled) column expressions."""
+
     def as_flag(cond: ir.BooleanValue) -> ir.IntegerValue:
         return ibis.ifelse(cond, 1, 0).cast("int64")
 
     flags = {
-        "thin_has_business_activity": as_flag(t.biz_sales_n_365d > 0),
-        "thin_has_household_flows": as_flag((t.hh_spend_minor_365d > 0) | (t.hh_income_minor_365d > 0)),
-        "thin_has_supply_chain": as_flag((t.sc_suppliers_n_365d + t.sc_buyers_n_365d) > 0),
-        "thin_has_bills": as_flag(t.bills_n_365d > 0),
-        "thin_has_credit_file": as_flag(t.credit_loans_n > 0),
-        "thin_new_to_credit": as_flag(t.credit_loans_n == 0),
+        "thin_has_business_activity": as_flag(cols["biz_sales_n_365d"] > 0),
+        "thin_has_household_flows": as_flag((cols["hh_spend_minor_365d"] > 0) | (cols["hh_income_minor_365d"] > 0)),
+        "thin_has_supply_chain": as_flag((cols["sc_suppliers_n_365d"] + cols["sc_buyers_n_365d"]) > 0),
+        "thin_has_bills": as_flag(cols["bills_n_365d"] > 0),
+        "thin_has_credit_file": as_flag(cols["credit_loans_n"] > 0),
+        "thin_new_to_credit": as_flag(cols["credit_loans_n"] == 0),
     }
-    t = t.mutate(**flags)
-    has = [t[n] for n in flags if n.startswith("thin_has_")]
-    return t.mutate(thin_families_with_data_n=sum(has[1:], has[0]).cast("int64"))
+    has = [v for n, v in flags.items() if n.startswith("thin_has_")]
+    flags["thin_families_with_data_n"] = sum(has[1:], has[0]).cast("int64")
+    return flags
