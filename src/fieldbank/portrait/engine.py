@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,25 +16,29 @@ from fieldbank.contract import TABLES
 
 ENGINES = ("duckdb", "spark")
 SPARK_LOCAL_MASTER = "local[2]"
+SPARK_MASTER_ENV = "FIELDBANK_SPARK_MASTER"  # e.g. "yarn", "spark://host:7077"; default local[2]
 
 
-def spark_session(master: str = SPARK_LOCAL_MASTER) -> Any:
+def spark_session(master: str | None = None) -> Any:
     """A Spark session configured the way the portrait needs it (UTC, quiet, small shuffles).
 
-    On a cluster, build the session with spark-submit instead (docs/portrait.md); the only
-    setting that matters for correctness is the UTC session time zone.
+    The master is `master`, else $FIELDBANK_SPARK_MASTER, else local[2]; under spark-submit
+    set FIELDBANK_SPARK_MASTER to the same master (docs/portrait.md). The only setting that
+    matters for correctness is the UTC session time zone.
     """
     from pyspark.sql import SparkSession
 
-    session = (
+    master = master or os.environ.get(SPARK_MASTER_ENV) or SPARK_LOCAL_MASTER
+    builder = (
         SparkSession.builder.master(master)
         .appName("fieldbank-portrait")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.driver.memory", "2g")
-        .getOrCreate()
+        .config("spark.ui.showConsoleProgress", "false")  # fieldbank draws its own progress bar
     )
+    if master.startswith("local"):  # a laptop: few shuffle partitions; a cluster keeps its own settings
+        builder = builder.config("spark.sql.shuffle.partitions", "4").config("spark.driver.memory", "2g")
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
 
