@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import typer
 from portrait_handmade import AS_OF, hand_tables, write_lake_table
 from typer.testing import CliRunner
@@ -17,6 +18,7 @@ app.command("portrait")(portrait_command)
 app.command("features")(features_command)
 
 
+@pytest.mark.slow
 def test_portrait_command_writes_one_file_per_date(tmp_path: Path) -> None:
     for name, table in hand_tables().items():
         write_lake_table(tmp_path / "lake", name, table)

@@ -24,12 +24,28 @@ def in_range(day: ir.DateValue, a: AsOf, from_days_ago: int, to_days_ago: int) -
     return cond if to_days_ago == 0 else cond & (day < a.start_date(to_days_ago))
 
 
-def month_sums(t: ir.Table, value: ir.NumericValue, a: AsOf, prefix: str) -> dict[str, ir.Value]:
+def with_month_bucket(t: ir.Table, a: AsOf) -> ir.Table:
+    """Adds `bucket`: the 30-day month before D a day falls in (0 = the last 30 days, 12 =
+    days 361-365 back). Every window used (30, 90, 90-before-90, 360, 365 days) is a range
+    of buckets, so families aggregate party x bucket first (few rows) and then pivot."""
+    return t.mutate(bucket=((a.date.delta(t.day, unit="day") - 1) // MONTH_DAYS).cast("int64"))
+
+
+def bucket_sum(b: ir.Table, value: ir.NumericValue, first: int, last: int) -> ir.NumericValue:
+    """Sum of `value` over buckets first..last (inclusive) of a party x bucket table."""
+    assert 0 <= first <= last <= MONTHS_N
+    return value.sum(where=(b.bucket >= first) & (b.bucket <= last))
+
+
+def window_buckets(window_days: int) -> int:
+    """Last bucket of the window [D - window_days, D); windows must end on a bucket edge."""
+    assert window_days in (30, 90, 180, 360, 365), window_days
+    return MONTHS_N if window_days == 365 else window_days // MONTH_DAYS - 1
+
+
+def month_sums(b: ir.Table, value: ir.NumericValue, prefix: str) -> dict[str, ir.Value]:
     """Aggregates `<prefix>_m0` (the last 30 days) ... `<prefix>_m11` (330-360 days ago)."""
-    return {
-        f"{prefix}_m{k}": value.sum(where=in_range(t.day, a, MONTH_DAYS * (k + 1), MONTH_DAYS * k))
-        for k in range(MONTHS_N)
-    }
+    return {f"{prefix}_m{k}": value.sum(where=b.bucket == k) for k in range(MONTHS_N)}
 
 
 def month_columns(t: ir.Table, prefix: str) -> list[ir.FloatingValue]:

@@ -13,12 +13,14 @@ from fieldbank.portrait.catalog import count, money, ratio
 from fieldbank.portrait.engine import safe_div
 from fieldbank.portrait.families._common import (
     MONTHS_N,
+    bucket_sum,
     drop_month_columns,
-    in_range,
     in_window,
     month_columns,
     month_sums,
     monthly_cv,
+    window_buckets,
+    with_month_bucket,
 )
 from fieldbank.portrait.inputs import AsOf, Inputs
 
@@ -55,12 +57,18 @@ def compute(inp: Inputs, a: AsOf) -> ir.Table:
     r = inp.party_day
     r = r.filter(r.day < a.date, r.day >= a.start_date(365))
     sales = r.filter(r.direction == "in", r.kind == "purchase")
-    s = sales.group_by("party_id").aggregate(
-        **{f"biz_revenue_minor_{w}d": sales.amount_minor.sum(where=in_window(sales.day, a, w)) for w in WINDOWS_DAYS},
-        **{f"biz_sales_n_{w}d": sales.n_payments.sum(where=in_window(sales.day, a, w)) for w in WINDOWS_DAYS},
-        **{f"biz_active_days_{w}d": sales.day.nunique(where=in_window(sales.day, a, w)) for w in WINDOWS_DAYS},
-        rev_prev90=sales.amount_minor.sum(where=in_range(sales.day, a, 180, 90)),
-        **month_sums(sales, sales.amount_minor, a, "rev"),
+    sales = with_month_bucket(sales, a)
+    # Stage 1: party x 30-day bucket (days never straddle buckets, so distinct days add up).
+    b = sales.group_by("party_id", "bucket").aggregate(
+        revenue=sales.amount_minor.sum(), sales_n=sales.n_payments.sum(), days_n=sales.day.nunique()
+    )
+    # Stage 2: windows are bucket ranges.
+    s = b.group_by("party_id").aggregate(
+        **{f"biz_revenue_minor_{w}d": bucket_sum(b, b.revenue, 0, window_buckets(w)) for w in WINDOWS_DAYS},
+        **{f"biz_sales_n_{w}d": bucket_sum(b, b.sales_n, 0, window_buckets(w)) for w in WINDOWS_DAYS},
+        **{f"biz_active_days_{w}d": bucket_sum(b, b.days_n, 0, window_buckets(w)) for w in WINDOWS_DAYS},
+        rev_prev90=bucket_sum(b, b.revenue, 3, 5),
+        **month_sums(b, b.revenue, "rev"),
     )
     months = month_columns(s, "rev")
     s = s.mutate(

@@ -15,12 +15,13 @@ from fieldbank.portrait.catalog import Feature, count, flag, money, ratio
 from fieldbank.portrait.engine import safe_div
 from fieldbank.portrait.families._common import (
     MONTHS_N,
+    bucket_sum,
     drop_month_columns,
-    in_range,
-    in_window,
     month_sums,
     monthly_cv,
     months_with_value,
+    window_buckets,
+    with_month_bucket,
 )
 from fieldbank.portrait.inputs import AsOf, Inputs
 
@@ -63,24 +64,30 @@ FEATURES = (
 
 def compute(inp: Inputs, a: AsOf) -> ir.Table:
     r = inp.party_day
-    r = r.filter(r.day < a.date, r.day >= a.start_date(365))
+    r = with_month_bucket(r.filter(r.day < a.date, r.day >= a.start_date(365)), a)
     is_spend = (r.direction == "out") & (r.kind == "purchase")
     is_income = (r.direction == "in") & r.kind.isin(INCOME_KINDS)
     is_essential = is_spend & r.category.isin(sorted(ESSENTIAL_CATEGORIES))
     signed = ibis.ifelse(r.direction == "in", r.amount_minor, -r.amount_minor)
-    spend = ibis.ifelse(is_spend, r.amount_minor, 0)
-    income = ibis.ifelse(is_income, r.amount_minor, 0)
-    h = r.group_by("party_id").aggregate(
-        **{f"hh_spend_minor_{w}d": r.amount_minor.sum(where=is_spend & in_window(r.day, a, w)) for w in WINDOWS_DAYS},
-        spend_prev90=r.amount_minor.sum(where=is_spend & in_range(r.day, a, 180, 90)),
-        essentials_90d=r.amount_minor.sum(where=is_essential & in_window(r.day, a, 90)),
-        hh_income_minor_90d=r.amount_minor.sum(where=is_income & in_window(r.day, a, 90)),
-        hh_income_minor_365d=r.amount_minor.sum(where=is_income),
-        income_prev90=r.amount_minor.sum(where=is_income & in_range(r.day, a, 180, 90)),
-        hh_net_inflow_minor_90d=signed.sum(where=in_window(r.day, a, 90)),
-        hh_net_inflow_minor_365d=signed.sum(),
-        **month_sums(r, spend, a, "spend"),
-        **month_sums(r, income, a, "inc"),
+    # Stage 1: party x 30-day bucket; stage 2: windows are bucket ranges.
+    b = r.group_by("party_id", "bucket").aggregate(
+        spend=r.amount_minor.sum(where=is_spend),
+        essentials=r.amount_minor.sum(where=is_essential),
+        income=r.amount_minor.sum(where=is_income),
+        net=signed.sum(),
+    )
+    last90 = window_buckets(90)
+    h = b.group_by("party_id").aggregate(
+        **{f"hh_spend_minor_{w}d": bucket_sum(b, b.spend, 0, window_buckets(w)) for w in WINDOWS_DAYS},
+        spend_prev90=bucket_sum(b, b.spend, last90 + 1, 5),
+        essentials_90d=bucket_sum(b, b.essentials, 0, last90),
+        hh_income_minor_90d=bucket_sum(b, b.income, 0, last90),
+        hh_income_minor_365d=b.income.sum(),
+        income_prev90=bucket_sum(b, b.income, last90 + 1, 5),
+        hh_net_inflow_minor_90d=bucket_sum(b, b.net, 0, last90),
+        hh_net_inflow_minor_365d=b.net.sum(),
+        **month_sums(b, b.spend, "spend"),
+        **month_sums(b, b.income, "inc"),
     )
     spend_360 = sum((h[f"spend_m{k}"].fill_null(0) for k in range(1, MONTHS_N)), h["spend_m0"].fill_null(0))
     spend_growth = safe_div(h.hh_spend_minor_90d.fill_null(0), h.spend_prev90) - 1.0
