@@ -98,3 +98,6 @@ def test_features_from_rollups_equal_features_from_raw(tmp_path: Path, tables: d
     # A backfill: several dates reuse the same rollups.
     for as_of in (START + dt.timedelta(days=100), NEW_DAY + dt.timedelta(days=1)):
         assert_same_portrait(execute_portrait(via_rollups, as_of), execute_portrait(direct, as_of), rel=1e-12)
+    # Each portrait drops its temporaries (a 400-date backfill must not pile them up).
+    assert not [t for t in con.raw_sql("SELECT table_name FROM duckdb_tables()").fetchall()
+                if t[0].startswith("_fieldbank_tmp_")]

@@ -115,20 +115,38 @@ def whole_days_between(later: ir.TimestampValue, earlier: ir.TimestampValue) -> 
 
 
 _temp_names = itertools.count()
+# Per backend: names of the per-portrait temporaries still alive (see release_temporaries).
+_live_temporaries: dict[int, list[str]] = {}
 
 
-def materialize(con: ibis.BaseBackend, expr: ir.Table) -> ir.Table:
+def materialize(con: ibis.BaseBackend, expr: ir.Table, keep: bool = False) -> ir.Table:
     """Compute `expr` now and keep the result: a DuckDB temp table; on Spark a locally
     checkpointed DataFrame registered as a temp view.
 
     Used between PageRank iterations and for each family's result, so no query grows with
     the number of iterations or families. On Spark, `cache()` is not enough: the logical
     plan keeps the whole lineage and its analysis blows up (each PageRank step reads the
-    previous one twice); a checkpoint cuts the lineage.
+    previous one twice); a checkpoint cuts the lineage. Unless `keep`, the result lives until
+    `release_temporaries` (called after each portrait, so a backfill does not pile them up).
     """
-    name = f"_fieldbank_tmp_{next(_temp_names)}"
+    name = f"_fieldbank_{'keep' if keep else 'tmp'}_{next(_temp_names)}"
     if engine_of(con) == "duckdb":
-        return con.create_table(name, expr, temp=True)
-    session = con._session  # noqa: SLF001 - Ibis exposes no public handle to the session
-    session.sql(con.compile(expr)).localCheckpoint(eager=True).createOrReplaceTempView(name)
-    return con.table(name)
+        table = con.create_table(name, expr, temp=True)
+    else:
+        session = con._session  # noqa: SLF001 - Ibis exposes no public handle to the session
+        session.sql(con.compile(expr)).localCheckpoint(eager=True).createOrReplaceTempView(name)
+        table = con.table(name)
+    if not keep:
+        _live_temporaries.setdefault(id(con), []).append(name)
+    return table
+
+
+def release_temporaries(con: ibis.BaseBackend) -> int:
+    """Drop the non-kept temporaries made on `con`; returns how many."""
+    names = _live_temporaries.pop(id(con), [])
+    for name in names:
+        if engine_of(con) == "duckdb":
+            con.raw_sql(f'DROP TABLE IF EXISTS "{name}"')
+        else:
+            con._session.catalog.dropTempView(name)  # noqa: SLF001
+    return len(names)

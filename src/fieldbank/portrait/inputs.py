@@ -68,8 +68,8 @@ def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True)
     else:
         # Rolled up once per load (not once per family and date): same definitions, no files.
         payments = read_lake_table(con, lake_dir, "payments")
-        party_day = materialize(con, rollups.party_day(payments))
-        pair_day = materialize(con, rollups.pair_day(payments))
+        party_day = materialize(con, rollups.party_day(payments), keep=True)
+        pair_day = materialize(con, rollups.pair_day(payments), keep=True)
     return Inputs(
         con=con,
         parties=read_lake_table(con, lake_dir, "parties"),

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fieldbank.portrait.catalog import Feature, catalog
-from fieldbank.portrait.engine import materialize
+from fieldbank.portrait.engine import materialize, release_temporaries
 from fieldbank.portrait.families import COMPUTED_FAMILIES, party, thin_file
 from fieldbank.portrait.inputs import AsOf, Inputs
 
@@ -55,7 +55,10 @@ def build_portrait(inp: Inputs, as_of: dt.date) -> ir.Table:
 
 def execute_portrait(inp: Inputs, as_of: dt.date) -> pa.Table:
     """Run the portrait on the inputs' engine; rows sorted by party_id, columns as the catalog."""
-    table = build_portrait(inp, as_of).to_pyarrow()
+    try:
+        table = build_portrait(inp, as_of).to_pyarrow()
+    finally:
+        release_temporaries(inp.con)
     schema = portrait_schema()
     table = table.select(schema.names).cast(schema)
     return table.sort_by("party_id")

@@ -32,7 +32,6 @@ from pathlib import Path
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fieldbank.contract import TABLES
@@ -142,12 +141,6 @@ def _load_manifest(path: Path) -> dict:
     return manifest
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
 def _days(first: dt.date, last: dt.date) -> set[dt.date]:
     return {first + dt.timedelta(days=i) for i in range((last - first).days + 1)}
 
@@ -188,19 +181,19 @@ def update_rollups(lake_dir: Path) -> RollupUpdate:
         if old.get("first_day"):
             touched |= _days(dt.date.fromisoformat(old["first_day"]), dt.date.fromisoformat(old["last_day"]))
 
-    files_read: list[Path] = []
+    files_read: set[Path] = set()
     rows_written = 0
     if touched:
-        first, last = min(touched), max(touched)
-        for rel, entry in current.items():
-            if entry.get("first_day") is None:
-                continue
-            f_first, f_last = dt.date.fromisoformat(entry["first_day"]), dt.date.fromisoformat(entry["last_day"])
-            if f_last >= first and f_first <= last and any(
-                d in touched for d in _days(max(f_first, first), min(f_last, last))
-            ):
-                files_read.append(payments_dir / rel)
-        rows_written = _rebuild_days(root, files_read, touched)
+        con = connect("duckdb")
+        by_month: dict[tuple[int, int], set[dt.date]] = {}
+        for d in touched:
+            by_month.setdefault((d.year, d.month), set()).add(d)
+        for month in sorted(by_month):
+            days = by_month[month]
+            files = _files_touching(payments_dir, current, days)
+            files_read.update(files)
+            rows_written += _rebuild_month(con, root, month, files, days)
+        con.disconnect()
     manifest["files"] = current
     tmp = manifest_path.with_name(f".{manifest_path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -208,10 +201,26 @@ def update_rollups(lake_dir: Path) -> RollupUpdate:
     return RollupUpdate(changed, len(removed), len(files_read), len(touched), rows_written)
 
 
-def _rebuild_days(root: Path, files: list[Path], days: set[dt.date]) -> int:
-    """Recompute the rollups of `days` from `files` (DuckDB) and splice them into the month files."""
-    con = connect("duckdb")
-    rows = 0
+def _files_touching(payments_dir: Path, entries: dict[str, dict], days: set[dt.date]) -> list[Path]:
+    """Payment files whose [first_day, last_day] contains one of `days`."""
+    out = []
+    for rel, entry in sorted(entries.items()):
+        if entry.get("first_day") is None:
+            continue
+        first, last = dt.date.fromisoformat(entry["first_day"]), dt.date.fromisoformat(entry["last_day"])
+        if any(first <= d <= last for d in days):
+            out.append(payments_dir / rel)
+    return out
+
+
+def _rebuild_month(
+    con: ibis.BaseBackend, root: Path, month: tuple[int, int], files: list[Path], days: set[dt.date]
+) -> int:
+    """Rewrite one month's rollup files: `days` recomputed from `files`, the month's other days
+    kept. DuckDB writes the Parquet itself (COPY), to a temp name that is then renamed.
+    Returns the rows in the month's new files."""
+    tag = f"{month[0]:04d}-{month[1]:02d}"
+    raw = None
     if files:
         raw = con.read_parquet([str(f) for f in files], hive_partitioning=False)
         raw = raw.select(*TABLES["payments"].column_names)
@@ -221,27 +230,28 @@ def _rebuild_days(root: Path, files: list[Path], days: set[dt.date]) -> int:
         raw = raw.filter(raw.ts >= ibis.literal(lo), raw.ts < ibis.literal(hi))
         if len(days) < (last - first).days + 1:
             raw = raw.filter(raw.ts.date().isin(sorted(days)))
-    months = sorted({(d.year, d.month) for d in days})
+    rows = 0
     for name, schema in SCHEMAS.items():
         out_dir = root / name
         out_dir.mkdir(parents=True, exist_ok=True)
-        fresh = ROLLUP_FUNCTIONS[name](raw).to_pyarrow().cast(schema) if files else schema.empty_table()
-        rows += fresh.num_rows
-        fresh_month = pc.strftime(fresh.column("day").cast(pa.timestamp("s")), format="%Y-%m")
-        for year, month in months:
-            tag = f"{year:04d}-{month:02d}"
-            path = out_dir / f"{tag}.parquet"
-            parts = [fresh.filter(pc.equal(fresh_month, tag))]
-            if path.exists():  # keep the month's days that were not rebuilt
-                old = pq.read_table(path).cast(schema)
-                touched = pa.array(sorted(d for d in days if (d.year, d.month) == (year, month)), pa.date32())
-                parts.append(old.filter(pc.invert(pc.is_in(old.column("day"), touched))))
-            table = pa.concat_tables(parts)
-            if table.num_rows == 0:
-                path.unlink(missing_ok=True)
-                continue
-            # Unsorted on purpose: sorting millions of string keys in pyarrow cost more than
-            # the aggregation; readers never rely on row order.
-            _write_atomic(table, path)
-    con.disconnect()
+        path = out_dir / f"{tag}.parquet"
+        ibis_schema = ibis.schema(schema)
+        parts = []
+        if raw is not None:
+            parts.append(ROLLUP_FUNCTIONS[name](raw).cast(ibis_schema))
+        if path.exists():  # keep the month's days that were not rebuilt
+            old = con.read_parquet(str(path)).select(*schema.names).cast(ibis_schema)
+            parts.append(old.filter(~old.day.isin(sorted(days))))
+        if not parts:
+            continue
+        expr = parts[0] if len(parts) == 1 else parts[0].union(parts[1])
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        con.to_parquet(expr, tmp)
+        n = pq.ParquetFile(tmp).metadata.num_rows
+        if n == 0:  # every event of the month is gone
+            tmp.unlink()
+            path.unlink(missing_ok=True)
+            continue
+        os.replace(tmp, path)
+        rows += n
     return rows
