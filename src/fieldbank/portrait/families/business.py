@@ -91,7 +91,7 @@ def compute(inp: Inputs, a: AsOf) -> ir.Table:
     pairs = inp.pair_day
     pairs = pairs.filter(pairs.day < a.date, pairs.day >= a.start_date(365))
     per_customer = pairs.group_by(party_id=pairs.payee_id, customer_id=pairs.payer_id).aggregate(
-        days_n=pairs.day.nunique(),
+        days_n=pairs.count(),  # pair_day has one row per payee x payer x day: rows are days
         amount_minor=pairs.amount_minor.sum(),
         last_day=pairs.day.max(),
     )
