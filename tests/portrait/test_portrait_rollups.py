@@ -101,3 +101,52 @@ def test_features_from_rollups_equal_features_from_raw(tmp_path: Path, tables: d
     # Each portrait drops its temporaries (a 400-date backfill must not pile them up).
     assert not [t for t in con.raw_sql("SELECT table_name FROM duckdb_tables()").fetchall()
                 if t[0].startswith("_fieldbank_tmp_")]
+
+
+def _shifted(payments: pa.Table, when: dt.datetime, n: int, tag: str) -> pa.Table:
+    """n existing payments moved to `when`, with new ids."""
+    t = payments.slice(0, n)
+    t = t.set_column(0, "txn_id", pc.binary_join_element_wise(t["txn_id"], pa.scalar(tag), ""))
+    return t.set_column(1, "ts", pa.array([when] * n, pa.timestamp("us", tz="UTC")))
+
+
+def _assert_equals_full_rebuild(lake: Path, tmp_path: Path, step: str) -> None:
+    full = tmp_path / f"full-{step}"
+    full.mkdir()
+    (full / "payments").symlink_to(lake / "payments", target_is_directory=True)
+    update_rollups(full)
+    incremental, rebuilt = _rollup_tables(lake), _rollup_tables(full)
+    for name in SCHEMAS:
+        assert incremental[name].equals(rebuilt[name]), f"{step}: {name}"
+
+
+def test_day_files_month_files_and_compaction(tmp_path: Path, tables: dict[str, pa.Table]) -> None:
+    lake = tmp_path / "lake"
+    new_day_payments = _write_history(lake, tables)
+    update_rollups(lake)
+    party_dir = rollups_dir(lake) / "party_day"
+    assert not list(party_dir.glob("????-??-??.parquet"))  # a first build writes month files only
+    april = party_dir / f"{NEW_DAY:%Y-%m}.parquet"
+    april_mtime = april.stat().st_mtime_ns
+
+    # A new day of the newest month: its own small file, the month file untouched.
+    write_lake_table(lake, "payments", new_day_payments, file_tag="new-day")
+    update_rollups(lake)
+    assert (party_dir / f"{NEW_DAY.isoformat()}.parquet").exists()
+    assert april.stat().st_mtime_ns == april_mtime
+    _assert_equals_full_rebuild(lake, tmp_path, "day-file")
+
+    # The next month starts: April's day file is folded into April's month file.
+    may_first = dt.datetime(2025, 5, 1, 6, tzinfo=dt.timezone.utc)
+    write_lake_table(lake, "payments", _shifted(tables["payments"], may_first, 5, "-may"), file_tag="may")
+    update_rollups(lake)
+    assert sorted(p.name for p in party_dir.glob("????-??-??.parquet")) == ["2025-05-01.parquet"]
+    assert april.stat().st_mtime_ns != april_mtime
+    _assert_equals_full_rebuild(lake, tmp_path, "rollover")
+
+    # Late events for a day already in a month file: that month file is rewritten.
+    late = dt.datetime(2025, 3, 10, 12, tzinfo=dt.timezone.utc)
+    write_lake_table(lake, "payments", _shifted(tables["payments"], late, 7, "-late"), file_tag="late")
+    step = update_rollups(lake)
+    assert (step.days_rebuilt, step.files_read) == (1, 2)  # the late file and March's original file
+    _assert_equals_full_rebuild(lake, tmp_path, "late")

@@ -8,15 +8,20 @@ of it, so the same feature code runs on rollups computed on the fly from raw pay
 - `pair_day`:  payee x payer x day, purchases only -> amount, count (distinct customers,
   repeat customers, top-customer share need the counterparty).
 
-Persisted rollups are one Parquet file per month (`_rollups/<name>/YYYY-MM.parquet`; per-day
-files were tried first: hundreds of tiny files cost more to open than to read).
-`update_rollups` compares the payment files in the lake with a manifest of the files it
-has already rolled up; for new, changed or removed files it reads the day range from the
-Parquet footer statistics of `ts`, recomputes only those days, reading only the raw files
-whose day range overlaps them, and rewrites the month's rollup file with those days
-replaced. Adding one day of events (one new file) therefore reads one day of raw events
-plus one month of (much smaller) rollup rows, never the history. Other tables (invoices, bills, loans) are small and their
-rows change after the fact (paid_at, defaulted_at), so their features read them directly.
+Persisted rollups live in `_rollups/<name>/`: one Parquet file per month (`YYYY-MM.parquet`)
+plus, for the newest month only, one file per recent day (`YYYY-MM-DD.parquet`) that is not
+yet in the month file. A day is never in both. `update_rollups` compares the payment files
+in the lake with a manifest of the files it has already rolled up; for new, changed or
+removed files it reads their day range from the Parquet footer statistics of `ts`,
+recomputes only those days, reading only the raw files whose day range overlaps them, and
+writes them: a new day of the newest month as its own small file (cost: one day of raw
+events), anything else by rewriting the month file with those days replaced. When a month
+stops being the newest, its day files are merged into its month file (once a month; many
+small files cost more to open than to read). All writes are temp file + rename and the
+manifest is written last, so a crash only makes the next update redo the same work.
+
+Other tables (invoices, bills, loans) are small and their rows change after the fact
+(paid_at, defaulted_at), so their features read them directly.
 
 Single writer: run one `update_rollups` at a time per lake (the CLI does).
 """
@@ -188,11 +193,21 @@ def update_rollups(lake_dir: Path) -> RollupUpdate:
         by_month: dict[tuple[int, int], set[dt.date]] = {}
         for d in touched:
             by_month.setdefault((d.year, d.month), set()).add(d)
+        newest = max(
+            (dt.date.fromisoformat(e["last_day"]) for e in current.values() if e.get("last_day")), default=None
+        )
+        newest_month = (newest.year, newest.month) if newest else None
+        # Months that stopped being the newest still have day files: merge them (compaction).
+        for name in SCHEMAS:
+            for path in (root / name).glob("????-??-??.parquet"):
+                day = dt.date.fromisoformat(path.stem)
+                if newest_month is None or (day.year, day.month) < newest_month:
+                    by_month.setdefault((day.year, day.month), set())
         for month in sorted(by_month):
             days = by_month[month]
-            files = _files_touching(payments_dir, current, days)
+            files = _files_touching(payments_dir, current, days) if days else []
             files_read.update(files)
-            rows_written += _rebuild_month(con, root, month, files, days)
+            rows_written += _rebuild_month(con, root, month, files, days, newest=month == newest_month)
         con.disconnect()
     manifest["files"] = current
     tmp = manifest_path.with_name(f".{manifest_path.name}.tmp-{os.getpid()}")
@@ -213,12 +228,48 @@ def _files_touching(payments_dir: Path, entries: dict[str, dict], days: set[dt.d
     return out
 
 
+DAY_FILES_MAX_DAYS = 3  # more touched days than this in the newest month: rewrite its month file
+
+
+def _day_range(path: Path) -> tuple[dt.date, dt.date] | None:
+    """(first, last) `day` in a rollup file, from its footer statistics."""
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
+    col = pf.schema_arrow.get_field_index("day")
+    lo = hi = None
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            days = pq.read_table(path, columns=["day"]).column("day").to_pylist()
+            return (min(days), max(days)) if days else None
+        lo = stats.min if lo is None else min(lo, stats.min)
+        hi = stats.max if hi is None else max(hi, stats.max)
+    return None if lo is None else (lo, hi)
+
+
+def _write_rows(con: ibis.BaseBackend, expr: ir.Table, path: Path) -> int:
+    """COPY `expr` to `path` via a temp file; an empty result removes `path`. Returns rows."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    con.to_parquet(expr, tmp)
+    n = pq.ParquetFile(tmp).metadata.num_rows
+    if n == 0:
+        tmp.unlink()
+        path.unlink(missing_ok=True)
+        return 0
+    os.replace(tmp, path)
+    return n
+
+
 def _rebuild_month(
-    con: ibis.BaseBackend, root: Path, month: tuple[int, int], files: list[Path], days: set[dt.date]
+    con: ibis.BaseBackend,
+    root: Path,
+    month: tuple[int, int],
+    files: list[Path],
+    days: set[dt.date],
+    newest: bool,
 ) -> int:
-    """Rewrite one month's rollup files: `days` recomputed from `files`, the month's other days
-    kept. DuckDB writes the Parquet itself (COPY), to a temp name that is then renamed.
-    Returns the rows in the month's new files."""
+    """Write the rollups of `days` (recomputed from `files`) for one month, as day files or by
+    rewriting the month file (merging its day files); see the module doc. Returns rows written."""
     tag = f"{month[0]:04d}-{month[1]:02d}"
     raw = None
     if files:
@@ -234,24 +285,37 @@ def _rebuild_month(
     for name, schema in SCHEMAS.items():
         out_dir = root / name
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{tag}.parquet"
+        month_path = out_dir / f"{tag}.parquet"
+        day_paths = sorted(out_dir.glob(f"{tag}-??.parquet"))
         ibis_schema = ibis.schema(schema)
-        parts = []
-        if raw is not None:
-            parts.append(ROLLUP_FUNCTIONS[name](raw).cast(ibis_schema))
-        if path.exists():  # keep the month's days that were not rebuilt
-            old = con.read_parquet(str(path)).select(*schema.names).cast(ibis_schema)
-            parts.append(old.filter(~old.day.isin(sorted(days))))
-        if not parts:
+        fresh = ROLLUP_FUNCTIONS[name](raw).cast(ibis_schema) if raw is not None else None
+        in_month_file = _day_range(month_path) if month_path.exists() else None
+        as_day_files = (
+            newest and 0 < len(days) <= DAY_FILES_MAX_DAYS
+            and not (in_month_file and any(in_month_file[0] <= d <= in_month_file[1] for d in days))
+        )
+        if as_day_files:
+            for d in sorted(days):
+                path = out_dir / f"{d.isoformat()}.parquet"
+                if fresh is None:
+                    path.unlink(missing_ok=True)
+                    continue
+                rows += _write_rows(con, fresh.filter(fresh.day == ibis.literal(d, type="date")), path)
             continue
-        expr = parts[0] if len(parts) == 1 else parts[0].union(parts[1])
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        con.to_parquet(expr, tmp)
-        n = pq.ParquetFile(tmp).metadata.num_rows
-        if n == 0:  # every event of the month is gone
-            tmp.unlink()
-            path.unlink(missing_ok=True)
-            continue
-        os.replace(tmp, path)
-        rows += n
+        parts = [] if fresh is None else [fresh]
+        if month_path.exists():  # keep the month's days that were not rebuilt
+            old = con.read_parquet(str(month_path)).select(*schema.names).cast(ibis_schema)
+            parts.append(old.filter(~old.day.isin(sorted(days))) if days else old)
+        for path in day_paths:  # fold the day files in
+            if dt.date.fromisoformat(path.stem) not in days:
+                parts.append(con.read_parquet(str(path)).select(*schema.names).cast(ibis_schema))
+        if parts:
+            expr = parts[0]
+            for part in parts[1:]:
+                expr = expr.union(part)
+            rows += _write_rows(con, expr, month_path)
+        else:
+            month_path.unlink(missing_ok=True)
+        for path in day_paths:
+            path.unlink()
     return rows
