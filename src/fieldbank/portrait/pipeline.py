@@ -10,6 +10,7 @@ from pathlib import Path
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fieldbank.portrait.catalog import Feature, catalog
@@ -61,6 +62,8 @@ def execute_portrait(inp: Inputs, as_of: dt.date) -> pa.Table:
         release_temporaries(inp.con)
     schema = portrait_schema()
     table = table.select(schema.names).cast(schema)
+    distinct = pc.count_distinct(table["party_id"]).as_py()
+    assert distinct == table.num_rows, f"portrait {as_of}: {table.num_rows - distinct} duplicate party rows"
     return table.sort_by("party_id")
 
 
