@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     result = CliRunner().invoke(
-        app, ["demo", "--parties", "400", "--months", "6", "--seed", "3", "--borrowers", "40", "--bank-days", "75",
+        app, ["demo", "--parties", "400", "--months", "14", "--seed", "3", "--borrowers", "40", "--bank-days", "75",
               "--data-dir", str(data_dir)],
         catch_exceptions=False,
     )
@@ -36,6 +36,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     ours = [row for row in loans.to_pylist() if row["lender"] == "fieldbank"]
     assert len(ours) == 40 and max(row["max_dpd"] for row in ours) > 0
     assert (data_dir / "truth" / "summary.json").exists()
+    # Portraits for the latest month start and a year earlier, with the feature-quality report.
+    # 14 months from 2023-01: the bank opens 2024-03-01; the labelled portrait is a year earlier.
+    assert sorted(p.name for p in (data_dir / "portraits").iterdir()) == ["as_of=2023-03-01", "as_of=2024-03-01"]
+    assert (data_dir / "reports" / "feature_quality_2023-03-01.html").exists()
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:

@@ -86,15 +86,21 @@ def demo_command(
     """The main job end to end on embedded defaults: simulate, ingest, book and service loans."""
     from fieldbank.bank.commands import portfolio_command, trial_balance_command
     from fieldbank.config import load_settings
-    from fieldbank.demo import book_and_service
+    from fieldbank.demo import book_and_service, portrait_dates
 
     _fresh_demo_dir(data_dir)
     settings = load_settings(data_dir=data_dir)
-    console.rule("[bold]1/3 simulate a rural and small-business economy")
+    console.rule("[bold]1/4 simulate a rural and small-business economy")
     simulate_command(parties=parties, months=months, seed=seed, data_dir=settings.data_dir)
-    console.rule("[bold]2/3 ingest it into the lake (validated, partitioned by month)")
+    console.rule("[bold]2/4 ingest it into the lake (validated, partitioned by month)")
     ingest_command(src=settings.raw_dir, data_dir=settings.data_dir)
-    console.rule("[bold]3/3 book loans on the double-entry ledger and close every business day")
+    console.rule("[bold]3/4 draw every party's portrait from the lake (point in time)")
+    latest, labelled = portrait_dates(settings)
+    dates = [d.isoformat() for d in (labelled, latest) if d is not None]
+    portrait_command(as_of=dates, engine="duckdb", data_dir=settings.data_dir, rollups=True)
+    if labelled is not None:
+        portrait_report_command(as_of=labelled.isoformat(), horizon_days=365, data_dir=settings.data_dir)
+    console.rule("[bold]4/4 book loans on the double-entry ledger and close every business day")
     report = book_and_service(settings, borrowers=borrowers, days=bank_days, seed=seed, console=console)
     console.print(f"lent to {report.borrowers} parties on {report.first_day} (habits: {report.habits}); "
                   f"closed {report.first_day} .. {report.last_day}")

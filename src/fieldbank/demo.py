@@ -2,7 +2,8 @@
 
 1. simulate an economy            -> raw/, truth/
 2. ingest it into the lake        -> lake/, quarantine/
-3. book and service loans         -> bank.db (SQLite), outcomes back to lake/loans
+3. draw portraits                 -> portraits/as_of=.../, reports/feature_quality_*.html
+4. book and service loans         -> bank.db (SQLite), outcomes back to lake/loans
 
 Step 3 lends to a sample of the simulated parties with flat limits: the decision service
 that sets limits and prices from portraits and models is a later stage. Each borrower gets a
@@ -49,6 +50,20 @@ def first_bank_day(settings: Settings) -> dt.date:
     con.execute("SET TimeZone = 'UTC'")
     last_ts = con.execute("SELECT max(ts) FROM read_parquet(?)", [files]).fetchone()[0]
     return last_ts.date() + dt.timedelta(days=1)
+
+
+def portrait_dates(settings: Settings) -> tuple[dt.date, dt.date | None]:
+    """The latest portrait (the month start after the data ends: what a decision would use
+    today) and, when there are 12 months of outcomes after it, the month start a year
+    earlier, whose features can be judged against the 12-month default label."""
+    end = first_bank_day(settings)
+    latest = end.replace(day=1)
+    labelled = latest.replace(year=latest.year - 1)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    files = [str(f) for f in lake_files(settings.lake_dir, "payments")]
+    first_ts = con.execute("SELECT min(ts) FROM read_parquet(?)", [files]).fetchone()[0]
+    return latest, (labelled if labelled > first_ts.date() else None)
 
 
 def book_and_service(settings: Settings, *, borrowers: int = 300, days: int = 210, seed: int = 7,

@@ -50,7 +50,7 @@ def labels(lake_dir: Path, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_D
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     paths = [str(f) for f in files]
-    table = con.execute(
+    table = con.sql(
         """
         SELECT party_id,
                max(CASE WHEN defaulted_at >= $start AND defaulted_at < $end THEN 1 ELSE 0 END)::BIGINT AS label
@@ -58,7 +58,7 @@ def labels(lake_dir: Path, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_D
         WHERE opened_at < $end AND (closed_at IS NULL OR closed_at >= $start)
         GROUP BY party_id ORDER BY party_id
         """,
-        {"paths": paths, "start": start, "end": end},
+        params={"paths": paths, "start": start, "end": end},
     ).to_arrow_table()
     last_seen = con.execute(
         "SELECT greatest(max(opened_at), max(closed_at), max(defaulted_at)) FROM read_parquet($paths)",
