@@ -39,6 +39,24 @@ app.command("features")(features_command)
 app.command("portrait-report")(portrait_report_command)
 
 
+@app.command("serve")
+def serve_command(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
+    data_dir: Path = typer.Option(None, help="fieldbank data folder (default var/)"),
+    database_url: str = typer.Option(None, help="bank database URL (default sqlite:///<data-dir>/bank.db)"),
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs): the bank core's operations, with Idempotency-Key."""
+    import uvicorn
+
+    from fieldbank.api.app import create_app
+    from fieldbank.config import load_settings
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    console.print(f"fieldbank API on http://{host}:{port} (OpenAPI: /docs), database {settings.database_url}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 @app.command("contract")
 def contract_command(
     markdown: bool = typer.Option(False, "--markdown", help="print docs/data-contract.md"),
