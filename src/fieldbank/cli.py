@@ -16,6 +16,7 @@ from fieldbank import contract
 from fieldbank.bank.commands import bank_app, close_day_command
 from fieldbank.lake.commands import ingest_command
 from fieldbank.risk.commands import models_app, train_command
+from fieldbank.portrait.commands import features_command, portrait_command, portrait_report_command
 from fieldbank.simulate.commands import simulate_command
 
 app = typer.Typer(
@@ -33,6 +34,9 @@ app.command("train")(train_command)
 app.add_typer(models_app, name="models")
 app.command("close-day")(close_day_command)
 app.add_typer(bank_app, name="bank")
+app.command("portrait")(portrait_command)
+app.command("features")(features_command)
+app.command("portrait-report")(portrait_report_command)
 
 
 @app.command("contract")

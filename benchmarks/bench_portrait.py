@@ -1,0 +1,294 @@
+"""Portrait benchmark: the cost of the abstraction, throughput, incremental updates, Spark.
+
+    uv run --frozen python benchmarks/bench_portrait.py                    # 5M payments
+    uv run --frozen python benchmarks/bench_portrait.py --payments 200000  # quick
+    uv run --frozen python benchmarks/bench_portrait.py --payments 100000000 --parties 2000000  # the issue's size
+
+Every figure is a ratio of two timings taken in the same run on the same synthetic lake
+(seeded numpy/pyarrow, fieldbank.portrait.testing). Prints a table and writes
+benchmarks/results/portrait.json. featuretools is not installed, so the issue's
+deep-feature-synthesis comparison is not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.table import Table
+
+from fieldbank.portrait import connect, execute_portrait, load_inputs
+from fieldbank.portrait.engine import materialize, midnight_utc
+from fieldbank.portrait.families import business
+from fieldbank.portrait.inputs import AsOf
+from fieldbank.portrait.rollups import rollups_dir, update_rollups
+from fieldbank.portrait.testing import synthetic_tables, write_lake_table
+
+console = Console()
+START = dt.date(2024, 5, 1)
+HISTORY_DAYS = 365
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def business_sql(files: list[str], as_of: dt.date) -> str:
+    """One hand-written DuckDB query for the business-activity family's columns."""
+    d = f"DATE '{as_of.isoformat()}'"
+
+    def ago(days: int) -> str:
+        return f"({d} - INTERVAL {days} DAY)::DATE"
+
+    months = ",\n".join(
+        f"sum(amount_minor) FILTER (day >= {ago(30 * (k + 1))}"
+        + (f" AND day < {ago(30 * k)}" if k else "") + f") AS m{k}"
+        for k in range(12)
+    )
+    m = [f"coalesce(m{k}, 0)::DOUBLE" for k in range(12)]
+    mean = "(" + " + ".join(m) + ") / 12"
+    var = "(" + " + ".join(f"({x} - {mean}) ** 2" for x in m) + ") / 12"
+    file_list = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+    windows = (30, 90, 365)
+    per_window = ",\n".join(
+        f"sum(amount_minor) FILTER (day >= {ago(w)}) AS biz_revenue_minor_{w}d, "
+        f"count(*) FILTER (day >= {ago(w)}) AS biz_sales_n_{w}d, "
+        f"count(DISTINCT day) FILTER (day >= {ago(w)}) AS biz_active_days_{w}d"
+        for w in windows
+    )
+    return f"""
+WITH p AS (
+  SELECT payee_id, payer_id, kind, amount_minor, ts::DATE AS day
+  FROM read_parquet({file_list}, hive_partitioning = false)
+  WHERE ts < TIMESTAMPTZ '{as_of.isoformat()} 00:00:00+00'
+    AND ts >= TIMESTAMPTZ '{(as_of - dt.timedelta(days=365)).isoformat()} 00:00:00+00'
+    AND kind IN ('purchase', 'refund')
+),
+s AS (
+  SELECT payee_id AS party_id, {per_window},
+         sum(amount_minor) FILTER (day >= {ago(180)} AND day < {ago(90)}) AS prev90,
+         {months}
+  FROM p WHERE kind = 'purchase' GROUP BY 1
+),
+cust AS (
+  SELECT payee_id, payer_id, count(DISTINCT day) AS days_n, sum(amount_minor) AS amt, max(day) AS last_day
+  FROM p WHERE kind = 'purchase' GROUP BY 1, 2
+),
+c AS (
+  SELECT payee_id AS party_id, count(*) FILTER (last_day >= {ago(90)}) AS biz_customers_n_90d,
+         count(*) AS biz_customers_n_365d, count(*) FILTER (days_n >= 2) AS rep, max(amt) AS top, sum(amt) AS tot
+  FROM cust GROUP BY 1
+),
+r AS (SELECT payer_id AS party_id, sum(amount_minor) AS refunds FROM p
+      WHERE kind = 'refund' AND day >= {ago(90)} GROUP BY 1)
+SELECT coalesce(s.party_id, c.party_id) AS party_id,
+  {", ".join(f"s.biz_revenue_minor_{w}d, s.biz_sales_n_{w}d, s.biz_active_days_{w}d" for w in windows)},
+  CASE WHEN prev90 > 0 THEN coalesce(biz_revenue_minor_90d, 0)::DOUBLE / prev90 - 1 END AS biz_revenue_growth_90d,
+  CASE WHEN {mean} > 0 THEN sqrt({var}) / ({mean}) END AS biz_revenue_cv_360d,
+  CASE WHEN {mean} > 0 THEN greatest({", ".join(m)}) / ({mean} * 12) END AS biz_peak_month_share_360d,
+  c.biz_customers_n_90d, c.biz_customers_n_365d,
+  rep::DOUBLE / c.biz_customers_n_365d AS biz_repeat_customer_share_365d,
+  top::DOUBLE / tot AS biz_top_customer_share_365d,
+  CASE WHEN biz_sales_n_90d > 0 THEN biz_revenue_minor_90d::DOUBLE / biz_sales_n_90d END AS biz_ticket_mean_minor_90d,
+  CASE WHEN biz_revenue_minor_90d > 0 THEN coalesce(refunds, 0)::DOUBLE / biz_revenue_minor_90d END
+    AS biz_refund_share_90d
+FROM s FULL JOIN c ON s.party_id = c.party_id LEFT JOIN r ON r.party_id = coalesce(s.party_id, c.party_id)
+ORDER BY 1
+"""
+
+
+def write_lake(lake: Path, tables: dict[str, pa.Table], hold_back_day: dt.date) -> pa.Table:
+    """All tables into the lake, except the payments of `hold_back_day` (returned)."""
+    lo = pa.scalar(midnight_utc(hold_back_day), pa.timestamp("us", tz="UTC"))
+    hi = pa.scalar(midnight_utc(hold_back_day + dt.timedelta(days=1)), pa.timestamp("us", tz="UTC"))
+    payments = tables["payments"]
+    in_day = pc.and_(pc.greater_equal(payments["ts"], lo), pc.less(payments["ts"], hi))
+    for name, table in tables.items():
+        if name == "payments":
+            table = table.filter(pc.invert(in_day))
+        write_lake_table(lake, name, table, file_tag="0")
+    return payments.filter(in_day)
+
+
+def fresh_rollups(lake: Path) -> None:
+    shutil.rmtree(rollups_dir(lake), ignore_errors=True)
+    update_rollups(lake)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--payments", type=int, default=5_000_000, help="payments in the lake (issue: 100M)")
+    ap.add_argument("--parties", type=int, default=None, help="parties (default payments / 50)")
+    ap.add_argument("--spark-payments", type=int, default=1_000_000,
+                    help="payments for the Spark-vs-DuckDB comparison (issue: 10M); 0 skips Spark")
+    ap.add_argument("--backfill", type=int, default=3, help="month-start dates in the backfill figure")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--workdir", type=Path, default=None, help="where the synthetic lakes go (default: temp)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "portrait.json")
+    args = ap.parse_args()
+    assert 1_000 <= args.payments <= 200_000_000, "payments out of range"
+    parties = args.parties or max(200, args.payments // 50)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-portrait-"))
+    work.mkdir(parents=True, exist_ok=True)
+    as_of = START + dt.timedelta(days=HISTORY_DAYS)  # the new day is as_of - 1
+    new_day = as_of - dt.timedelta(days=1)
+    results: dict[str, Any] = {
+        "config": {"payments": args.payments, "parties": parties, "history_days": HISTORY_DAYS,
+                   "as_of": as_of.isoformat(), "seed": args.seed, "spark_payments": args.spark_payments},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "duckdb": duckdb.__version__,
+                    "load_average_at_start": os.getloadavg()},
+        "figures": {},
+    }
+    rows: list[tuple[str, str, str, str]] = []
+
+    with console.status("generating the synthetic lake"):
+        gen_s, tables = timed(lambda: synthetic_tables(parties, args.payments, START, HISTORY_DAYS, seed=args.seed))
+        lake = work / "lake"
+        shutil.rmtree(lake, ignore_errors=True)
+        held = write_lake(lake, tables, new_day)
+    console.print(f"lake: {args.payments:,} payments, {parties:,} parties in {gen_s:.1f} s -> {lake}")
+
+    # 1. Business activity: fieldbank (Ibis) vs one hand-written DuckDB query, same raw payments.
+    # The held-back day goes in too, so both see all payments.
+    write_lake_table(lake, "payments", held, file_tag="new-day")
+    files = [str(f) for f in sorted((lake / "payments").rglob("*.parquet"))]
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    sql_s, sql_out = timed(lambda: con.sql(business_sql(files, as_of)).to_arrow_table())
+
+    def fieldbank_business() -> pa.Table:
+        inp = load_inputs(connect("duckdb"), lake, use_rollups=False)
+        return materialize(inp.con, business.compute(inp, AsOf(as_of))).to_pyarrow()
+
+    fb_s, fb_out = timed(fieldbank_business)
+    fb_out = fb_out.sort_by("party_id").select(sql_out.column_names)
+    for name in sql_out.column_names:  # same numbers, or the comparison means nothing
+        a, b = fb_out[name], sql_out[name]
+        if pa.types.is_floating(a.type):
+            assert np.allclose(a.fill_null(-1).to_numpy(), b.fill_null(-1).to_numpy(), rtol=1e-9), name
+        else:
+            assert a.cast(pa.int64()).fill_null(0).equals(b.cast(pa.int64()).fill_null(0)) if name != "party_id" \
+                else a.equals(b), name
+    fresh_rollups(lake)
+    fbr_s, _ = timed(lambda: materialize(
+        (inp := load_inputs(connect("duckdb"), lake, use_rollups=True)).con, business.compute(inp, AsOf(as_of))
+    ).to_pyarrow())
+    results["figures"]["business_family"] = {
+        "hand_sql_s": sql_s, "fieldbank_from_raw_s": fb_s, "fieldbank_from_rollups_s": fbr_s,
+        "ratio_from_raw": fb_s / sql_s, "ratio_from_rollups": fbr_s / sql_s, "goal_ratio_max": 1.3,
+        "rows": sql_out.num_rows,
+    }
+    rows.append(("business family: fieldbank (raw) / hand SQL", f"{fb_s:.2f} s / {sql_s:.2f} s",
+                 f"{fb_s / sql_s:.2f}x", "<= 1.3x"))
+    rows.append(("business family: fieldbank (rollups) / hand SQL", f"{fbr_s:.2f} s / {sql_s:.2f} s",
+                 f"{fbr_s / sql_s:.2f}x", "<= 1.3x"))
+
+    # 2. Full portrait, all families, all parties: from scratch (rollups built) and from raw.
+    def full_portrait(use_rollups: bool) -> pa.Table:
+        if use_rollups:
+            fresh_rollups(lake)
+        return execute_portrait(load_inputs(connect("duckdb"), lake, use_rollups=use_rollups), as_of)
+
+    full_s, portrait = timed(lambda: full_portrait(True))
+    raw_s, _ = timed(lambda: full_portrait(False))
+    results["figures"]["full_portrait"] = {
+        "seconds_with_rollup_build": full_s, "seconds_from_raw": raw_s, "rows": portrait.num_rows,
+        "features": portrait.num_columns - 2, "rows_per_s": portrait.num_rows / full_s,
+        "payments_per_s": args.payments / full_s,
+    }
+    rows.append(("full portrait (rollups built from scratch)", f"{full_s:.2f} s",
+                 f"{portrait.num_rows / full_s:,.0f} rows/s", "100M payments <= 300 s"))
+    rows.append(("full portrait (raw, no persisted rollups)", f"{raw_s:.2f} s",
+                 f"{portrait.num_rows / raw_s:,.0f} rows/s", ""))
+
+    # 3. Incremental: one new day on top of 365 days vs a full recompute.
+    (lake / "payments").joinpath("month=" + new_day.strftime("%Y-%m"), "part-new-day.parquet").unlink()
+    fresh_rollups(lake)  # rollups for the 365 days before the new day
+    write_lake_table(lake, "payments", held, file_tag="new-day")
+    upd_s, upd = timed(lambda: update_rollups(lake))
+    assert upd.days_rebuilt == 1 and upd.files_read == 1, upd
+    inc_portrait_s, inc = timed(lambda: execute_portrait(load_inputs(connect("duckdb"), lake), as_of))
+    rebuild_s, _ = timed(lambda: fresh_rollups(lake))
+    full_again_s, full = timed(lambda: execute_portrait(load_inputs(connect("duckdb"), lake), as_of))
+    assert inc.equals(full) or inc.num_rows == full.num_rows
+    incremental_s = upd_s + inc_portrait_s
+    recompute_s = rebuild_s + full_again_s
+    results["figures"]["incremental"] = {
+        "new_day_payments": held.num_rows, "rollup_update_s": upd_s, "rollup_rebuild_s": rebuild_s,
+        "rollup_ratio": rebuild_s / upd_s, "portrait_from_rollups_s": inc_portrait_s,
+        "incremental_total_s": incremental_s, "full_recompute_s": recompute_s,
+        "end_to_end_ratio": recompute_s / incremental_s, "full_recompute_from_raw_s": raw_s,
+        "goal_ratio_min": 20,
+    }
+    rows.append(("new day: rollup update / rebuild of 365 days", f"{upd_s:.2f} s / {rebuild_s:.2f} s",
+                 f"{rebuild_s / upd_s:.1f}x faster", ">= 20x"))
+    rows.append(("new day: update + portrait / full recompute", f"{incremental_s:.2f} s / {recompute_s:.2f} s",
+                 f"{recompute_s / incremental_s:.1f}x faster", ">= 20x"))
+
+    # 4. Backfill: month-start dates reuse the rollups.
+    dates = [dt.date(as_of.year - (1 if as_of.month - k <= 0 else 0), (as_of.month - k - 1) % 12 + 1, 1)
+             for k in range(args.backfill)]
+    inp = load_inputs(connect("duckdb"), lake)
+    bf_s, _ = timed(lambda: [execute_portrait(inp, d) for d in dates])
+    results["figures"]["backfill"] = {"dates": [d.isoformat() for d in dates], "seconds": bf_s,
+                                      "seconds_per_date": bf_s / max(1, len(dates))}
+    rows.append((f"backfill: {len(dates)} dates on shared rollups", f"{bf_s:.2f} s",
+                 f"{bf_s / max(1, len(dates)):.2f} s/date", ""))
+
+    # 5. Spark local[2] vs DuckDB, same (smaller) lake, portraits from the same rollups.
+    if args.spark_payments:
+        small = work / "lake-spark"
+        shutil.rmtree(small, ignore_errors=True)
+        sp = synthetic_tables(max(200, args.spark_payments // 50), args.spark_payments, START, HISTORY_DAYS,
+                              seed=args.seed)
+        for name, table in sp.items():
+            write_lake_table(small, name, table, file_tag="0")
+        update_rollups(small)
+        duck_s, duck = timed(lambda: execute_portrait(load_inputs(connect("duckdb"), small), as_of))
+        from fieldbank.portrait.engine import spark_session
+
+        start_s, session = timed(spark_session)
+        spark_s, spark_out = timed(lambda: execute_portrait(load_inputs(connect("spark", spark=session), small),
+                                                            as_of))
+        session.stop()
+        assert spark_out.num_rows == duck.num_rows
+        results["figures"]["spark_vs_duckdb"] = {
+            "payments": args.spark_payments, "duckdb_s": duck_s, "spark_s": spark_s,
+            "spark_session_start_s": start_s, "spark_over_duckdb": spark_s / duck_s,
+        }
+        rows.append((f"Spark local[2] / DuckDB ({args.spark_payments:,} payments)",
+                     f"{spark_s:.2f} s / {duck_s:.2f} s", f"{spark_s / duck_s:.1f}x", "reported"))
+    results["figures"]["featuretools"] = "not run: featuretools is not installed"
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+
+    table = Table(title=f"portrait benchmark ({args.payments:,} payments, {parties:,} parties)")
+    for col in ("figure", "timings", "result", "goal"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    console.print(f"[green]bench_portrait[/green]: {len(rows)} figures -> {args.out}")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Engines and lake access: the same Ibis expressions run on DuckDB (default) or PySpark."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from fieldbank.contract import TABLES
+
+ENGINES = ("duckdb", "spark")
+SPARK_LOCAL_MASTER = "local[2]"
+SPARK_MASTER_ENV = "FIELDBANK_SPARK_MASTER"  # e.g. "yarn", "spark://host:7077"; default local[2]
+
+
+def spark_session(master: str | None = None) -> Any:
+    """A Spark session configured the way the portrait needs it (UTC, quiet, small shuffles).
+
+    The master is `master`, else $FIELDBANK_SPARK_MASTER, else local[2]; under spark-submit
+    set FIELDBANK_SPARK_MASTER to the same master (docs/portrait.md). The only setting that
+    matters for correctness is the UTC session time zone.
+    """
+    from pyspark.sql import SparkSession
+
+    master = master or os.environ.get(SPARK_MASTER_ENV) or SPARK_LOCAL_MASTER
+    builder = (
+        SparkSession.builder.master(master)
+        .appName("fieldbank-portrait")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")  # fieldbank draws its own progress bar
+    )
+    if master.startswith("local"):  # a laptop: few shuffle partitions; a cluster keeps its own settings
+        builder = builder.config("spark.sql.shuffle.partitions", "4").config("spark.driver.memory", "2g")
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def connect(engine: str, spark: Any | None = None) -> ibis.BaseBackend:
+    """An Ibis backend for `engine`; `spark` reuses an existing SparkSession."""
+    assert engine in ENGINES, f"engine must be one of {ENGINES}, got {engine!r}"
+    if engine == "duckdb":
+        con = ibis.duckdb.connect()
+        con.raw_sql("SET TimeZone = 'UTC'")
+        return con
+    return ibis.pyspark.connect(spark if spark is not None else spark_session())
+
+
+BACKEND_ENGINES = {"duckdb": "duckdb", "pyspark": "spark"}
+
+
+def engine_of(con: ibis.BaseBackend) -> str:
+    assert con.name in BACKEND_ENGINES, f"unsupported backend {con.name!r}"
+    return BACKEND_ENGINES[con.name]
+
+
+def parquet_files(directory: Path) -> list[Path]:
+    """Data files under a table or rollup directory; temp dirs of in-flight writes are skipped."""
+    if not directory.exists():
+        return []
+    return sorted(
+        p for p in directory.rglob("*.parquet")
+        if not any(part.startswith((".", "_")) for part in p.relative_to(directory).parts)
+    )
+
+
+def read_parquet_dir(con: ibis.BaseBackend, directory: Path, schema: pa.Schema) -> ir.Table:
+    """All Parquet files under `directory` (hive month=... partitions allowed), as `schema`.
+
+    The partition column is dropped: every file already carries the contract's columns.
+    An absent or empty directory reads as an empty table with the schema.
+    """
+    files = parquet_files(directory)
+    if not files:
+        return ibis.memtable(schema.empty_table())
+    if engine_of(con) == "duckdb":
+        t = con.read_parquet([str(f) for f in files], hive_partitioning=False, union_by_name=False)
+    else:
+        t = con.read_parquet(str(directory), recursiveFileLookup="true")
+    return t.select(*schema.names)
+
+
+def read_lake_table(con: ibis.BaseBackend, lake_dir: Path, table: str) -> ir.Table:
+    """One event table of the lake as an Ibis table with exactly the contract's columns."""
+    return read_parquet_dir(con, Path(lake_dir) / table, TABLES[table].schema)
+
+
+def midnight_utc(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+
+
+def ts_literal(day: dt.date) -> ir.TimestampScalar:
+    return ibis.literal(midnight_utc(day), type="timestamp('UTC')")
+
+
+def date_literal(day: dt.date) -> ir.DateScalar:
+    return ibis.literal(day, type="date")
+
+
+def safe_div(num: ir.NumericValue, den: ir.NumericValue) -> ir.FloatingValue:
+    """num / den as float64, null when den is 0 or null (Spark 4 runs in ANSI mode: x/0 raises)."""
+    return ibis.ifelse(den.fill_null(0) != 0, num.cast("float64") / den.cast("float64"), ibis.null("float64"))
+
+
+def whole_days_between(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.IntegerValue:
+    """floor((later - earlier) / 1 day) as int64, computed on epoch seconds (same on both engines)."""
+    return ((later.epoch_seconds() - earlier.epoch_seconds()) // 86400).cast("int64")
+
+
+_temp_names = itertools.count()
+# Per backend: names of the per-portrait temporaries still alive (see release_temporaries).
+_live_temporaries: dict[int, list[str]] = {}
+
+
+def materialize(con: ibis.BaseBackend, expr: ir.Table, keep: bool = False) -> ir.Table:
+    """Compute `expr` now and keep the result: a DuckDB temp table; on Spark a locally
+    checkpointed DataFrame registered as a temp view.
+
+    Used between PageRank iterations and for each family's result, so no query grows with
+    the number of iterations or families. On Spark, `cache()` is not enough: the logical
+    plan keeps the whole lineage and its analysis blows up (each PageRank step reads the
+    previous one twice); a checkpoint cuts the lineage. Unless `keep`, the result lives until
+    `release_temporaries` (called after each portrait, so a backfill does not pile them up).
+    """
+    name = f"_fieldbank_{'keep' if keep else 'tmp'}_{next(_temp_names)}"
+    if engine_of(con) == "duckdb":
+        table = con.create_table(name, expr, temp=True)
+    else:
+        session = con._session  # noqa: SLF001 - Ibis exposes no public handle to the session
+        session.sql(con.compile(expr)).localCheckpoint(eager=True).createOrReplaceTempView(name)
+        table = con.table(name)
+    if not keep:
+        _live_temporaries.setdefault(id(con), []).append(name)
+    return table
+
+
+def release_temporaries(con: ibis.BaseBackend) -> int:
+    """Drop the non-kept temporaries made on `con`; returns how many."""
+    names = _live_temporaries.pop(id(con), [])
+    for name in names:
+        if engine_of(con) == "duckdb":
+            con.raw_sql(f'DROP TABLE IF EXISTS "{name}"')
+        else:
+            con._session.catalog.dropTempView(name)  # noqa: SLF001
+    return len(names)

@@ -1,0 +1,66 @@
+"""Region: the local economy around the party, as of D.
+
+- income fell: among the region's parties with inflows (sales, wages, harvest sales
+  received) in the 90 days before the last 90, the share whose last-90-day inflow fell by
+  more than 20%;
+- default rate: among the region's parties with a loan opened before D, the share with a
+  default (90+ DPD) in the last 365 days before D.
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from fieldbank.portrait.catalog import count, ratio
+from fieldbank.portrait.families._common import in_range, in_window
+from fieldbank.portrait.inputs import AsOf, Inputs
+
+F = "region"
+INFLOW_KINDS = ("purchase", "wage", "harvest_sale")
+INCOME_FELL_RATIO = 0.8
+FEATURES = [
+    count("region_parties_n", F, "parties of the region created before D", None),
+    ratio("region_income_fell_share_90d", F,
+          "share of the region's earning parties whose inflows of the last 90 days fell by more than 20% "
+          "against the 90 days before", 180),
+    count("region_borrowers_n", F, "parties of the region with a loan opened before D", None),
+    ratio("region_default_rate_365d", F,
+          "share of the region's borrowers with a default (90+ DPD) in the last 365 days", 365),
+]
+
+
+def compute(inp: Inputs, a: AsOf) -> ir.Table:
+    parties = inp.parties.filter(inp.parties.created_at < a.ts).select("party_id", "region_id")
+
+    r = inp.party_day
+    r = r.filter(r.day < a.date, r.day >= a.start_date(180), r.direction == "in", r.kind.isin(INFLOW_KINDS))
+    inflow = r.group_by("party_id").aggregate(
+        last_90=r.amount_minor.sum(where=in_window(r.day, a, 90)),
+        prev_90=r.amount_minor.sum(where=in_range(r.day, a, 180, 90)),
+    )
+    inflow = inflow.filter(inflow.prev_90 > 0)
+    fell = inflow.mutate(
+        fell=ibis.ifelse(
+            inflow.last_90.fill_null(0).cast("float64") < INCOME_FELL_RATIO * inflow.prev_90.cast("float64"), 1, 0
+        ).cast("float64")
+    )
+    fell = fell.join(parties, "party_id")
+    fell_by_region = fell.group_by("region_id").aggregate(region_income_fell_share_90d=fell.fell.mean())
+
+    ln = inp.loans.filter(inp.loans.opened_at < a.ts)
+    defaulted_365 = (ln.defaulted_at < a.ts) & (ln.defaulted_at >= a.start_ts(365))
+    borrowers = ln.group_by("party_id").aggregate(
+        defaulted=ibis.ifelse(defaulted_365.fill_null(False), 1, 0).cast("float64").max()
+    )
+    borrowers = borrowers.join(parties, "party_id")
+    default_by_region = borrowers.group_by("region_id").aggregate(
+        region_borrowers_n=borrowers.count().cast("int64"),
+        region_default_rate_365d=borrowers.defaulted.mean(),
+    )
+    size = parties.group_by("region_id").aggregate(region_parties_n=parties.count().cast("int64"))
+
+    regions = size.left_join(fell_by_region, "region_id").drop("region_id_right")
+    regions = regions.left_join(default_by_region, "region_id").drop("region_id_right")
+    out = parties.join(regions, "region_id")
+    return out.drop("region_id")

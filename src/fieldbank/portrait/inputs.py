@@ -1,0 +1,81 @@
+"""What a feature family sees: the lake's tables (payments as rollups) and the as_of date."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+
+from fieldbank.portrait import rollups
+from fieldbank.portrait.engine import date_literal, materialize, read_lake_table, ts_literal
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """The portrait date D: features see events with timestamp < D 00:00:00 UTC only."""
+
+    day: dt.date
+
+    def __post_init__(self) -> None:
+        assert isinstance(self.day, dt.date) and not isinstance(self.day, dt.datetime), self.day
+
+    @property
+    def ts(self) -> ir.TimestampScalar:
+        """D at midnight UTC, the exclusive upper bound of every event time."""
+        return ts_literal(self.day)
+
+    def start_day(self, window_days: int) -> dt.date:
+        """First day of the window [D - window_days, D)."""
+        assert 0 < window_days <= 3660, window_days
+        return self.day - dt.timedelta(days=window_days)
+
+    def start_date(self, window_days: int) -> ir.DateScalar:
+        return date_literal(self.start_day(window_days))
+
+    def start_ts(self, window_days: int) -> ir.TimestampScalar:
+        return ts_literal(self.start_day(window_days))
+
+    @property
+    def date(self) -> ir.DateScalar:
+        return date_literal(self.day)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The lake as Ibis tables on one backend. Payments appear only through their rollups."""
+
+    con: ibis.BaseBackend
+    parties: ir.Table
+    party_day: ir.Table
+    pair_day: ir.Table
+    invoices: ir.Table
+    bills: ir.Table
+    loans: ir.Table
+
+
+def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True) -> Inputs:
+    """Tables of the lake at `lake_dir`. With `use_rollups`, payments come from the persisted
+    daily rollups (updated first, incrementally); otherwise they are rolled up from the raw
+    payments on this engine, in memory, at load time."""
+    lake_dir = Path(lake_dir)
+    if use_rollups:
+        rollups.update_rollups(lake_dir)
+        party_day = rollups.read_rollup(con, lake_dir, "party_day")
+        pair_day = rollups.read_rollup(con, lake_dir, "pair_day")
+    else:
+        # Rolled up once per load (not once per family and date): same definitions, no files.
+        payments = read_lake_table(con, lake_dir, "payments")
+        party_day = materialize(con, rollups.party_day(payments), keep=True)
+        pair_day = materialize(con, rollups.pair_day(payments), keep=True)
+    return Inputs(
+        con=con,
+        parties=read_lake_table(con, lake_dir, "parties"),
+        party_day=party_day,
+        pair_day=pair_day,
+        invoices=read_lake_table(con, lake_dir, "invoices"),
+        bills=read_lake_table(con, lake_dir, "bills"),
+        loans=read_lake_table(con, lake_dir, "loans"),
+    )
