@@ -147,6 +147,18 @@ def test_training_registers_every_model_with_its_audit_trail(trained) -> None:
 
 
 @pytest.mark.slow
+def test_planned_dates_end_with_the_newest_observed_month_and_respect_the_embargo(trained) -> None:
+    from fieldbank.risk.dataset import plan_as_of_dates
+
+    settings, _ = trained
+    dates = plan_as_of_dates(settings.lake_dir, HORIZON_DAYS)
+    assert dates[-1] == dt.date(2024, 1, 1)  # 18 months from 2023-01: observed until 2024-07-01
+    assert all(d + dt.timedelta(days=HORIZON_DAYS) <= dates[-1] for d in dates[:-1])
+    with pytest.raises(ValueError, match="too short"):
+        plan_as_of_dates(settings.lake_dir, 365)
+
+
+@pytest.mark.slow
 def test_saved_models_reload_with_identical_scores_and_hold_monotone_constraints(trained) -> None:
     from fieldbank.risk.portrait_training import MONOTONE, PortraitModels
 

@@ -34,7 +34,8 @@ def train_command(
     table: Path = typer.Option(None, "--table", help="generic mode: CSV or Parquet file, one row per applicant"),
     target: str = typer.Option(None, "--target", help="column saying who went bad (0/1, or see --bad-value)"),
     as_of: list[str] = typer.Option(None, "--as-of", help="portrait mode: monthly as_of dates YYYY-MM-DD "
-                                    "(repeat; the newest labelled one is the out-of-time set)"),
+                                    "(repeat; the newest labelled one is the out-of-time set); default: "
+                                    "planned from the lake (up to 10 training months + 1 OOT month)"),
     horizon_days: int = typer.Option(365, min=30, max=1095, help="portrait mode: default within this many days"),
     population: str = typer.Option("open_at_d", help="portrait mode: open_at_d (a loan open at D) or exposed"),
     observed_until: str = typer.Option(None, help="portrait mode: end of the observed period (default: the "
@@ -53,8 +54,6 @@ def train_command(
     """Train, validate and register credit models: on portraits (--as-of ...) or on any table (--table)."""
     settings = load_settings(data_dir=data_dir)
     if table is None:
-        if not as_of:
-            raise typer.BadParameter("give --as-of dates (portrait mode) or --table (generic mode)")
         _train_portraits(settings, as_of, name or "portrait", seed, horizon_days, population, observed_until)
         return
     if target is None:
@@ -106,16 +105,18 @@ def _train_portraits(settings, as_of: list[str], name: str, seed: int, horizon_d
     import datetime as dt
 
     from fieldbank.portrait.pipeline import parse_as_of
-    from fieldbank.risk.dataset import POPULATIONS
+    from fieldbank.risk.dataset import POPULATIONS, plan_as_of_dates
     from fieldbank.risk.portrait_training import MODEL_KEYS, train_on_portraits
 
     if population not in POPULATIONS:
         raise typer.BadParameter(f"--population {population!r}: must be one of {', '.join(POPULATIONS)}")
     try:
-        days = parse_as_of(as_of)
         until = dt.date.fromisoformat(observed_until) if observed_until else None
+        days = parse_as_of(as_of) if as_of else plan_as_of_dates(settings.lake_dir, horizon_days, observed_until=until)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
+    if not as_of:
+        console.print(f"as_of dates (planned): {', '.join(map(str, days))}")
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("modelling table", total=None)
         result = train_on_portraits(settings, days, name, seed, horizon_days, population, until,

@@ -143,6 +143,30 @@ def labels_at(lake_dir: Path, as_of: dt.date, horizon_days: int = DEFAULT_HORIZO
     return frame
 
 
+def plan_as_of_dates(lake_dir: Path, horizon_days: int = DEFAULT_HORIZON_DAYS, max_train_dates: int = 10,
+                     observed_until: dt.date | None = None) -> list[dt.date]:
+    """Default dates for `fieldbank train` without --as-of: the newest month whose outcome
+    window is observed (OOT), and up to `max_train_dates` monthly dates up to its embargo,
+    starting no earlier than 3 months into the history (the 90-day features need them)."""
+    observed_until = observed_until or observed_until_of(lake_dir)
+    files = parquet_files(Path(lake_dir) / "payments")
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    first_ts = con.execute("SELECT min(ts) FROM read_parquet($p, hive_partitioning = false)",
+                           {"p": [str(f) for f in files]}).fetchone()[0]
+    con.close()
+    first = pd.Timestamp(first_ts).tz_convert("UTC").date()
+    last_labelled = observed_until - dt.timedelta(days=horizon_days)
+    oot = dt.date(last_labelled.year, last_labelled.month, 1)
+    embargo = oot - dt.timedelta(days=horizon_days)
+    start = monthly_dates(first, first + dt.timedelta(days=120))[-1]  # the 1st of the month ~4 months in
+    train = monthly_dates(start, embargo)[-max_train_dates:]
+    if not train:
+        raise ValueError(f"history {first}..{observed_until} is too short for a {horizon_days}-day label with an "
+                         f"embargo (needs about {2 * horizon_days + 120} days); use a shorter --horizon-days")
+    return [*train, oot]
+
+
 def ensure_portraits(data_dir: Path, lake_dir: Path, dates: list[dt.date],
                      progress: Callable[[str], None] | None = None) -> list[Path]:
     """Portrait files for every date; computes the missing ones with the portrait stage's API."""

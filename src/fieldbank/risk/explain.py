@@ -59,7 +59,7 @@ def format_value(feature: str, value: object) -> str:
 def reason_text(feature: str, value: object) -> str:
     f = _catalog().get(feature)
     meaning = f.description if f is not None else feature.replace("_", " ")
-    unit = "" if f is None or f.unit in ("ratio", "category", "flag (0/1)") or f.unit.startswith("minor") else f" {f.unit}"
+    unit = "" if f is None or f.unit in ("ratio", "category", "flag (0/1)", "count") or f.unit.startswith("minor") else f" {f.unit}"
     return f"{meaning}: {format_value(feature, value)}{unit if format_value(feature, value) != 'no data' else ''}"
 
 
