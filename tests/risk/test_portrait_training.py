@@ -169,7 +169,7 @@ def test_saved_models_reload_with_identical_scores_and_hold_monotone_constraints
         np.testing.assert_allclose(loaded.predict_pd(oot, key), model.predict_pd(oot), rtol=1e-9, atol=1e-12)
     champion = loaded.models["lgbm_both"]
     assert champion.spec.monotone and set(champion.spec.monotone) <= set(MONOTONE)
-    champion.check_monotone(oot)  # raises on any violation
+    champion.check_monotone(oot, n_rows=50)  # raises on any violation
 
 
 @pytest.mark.slow
@@ -190,6 +190,12 @@ def test_reason_codes_are_the_top_contributors_and_add_up_to_the_score(trained) 
         expected = c[c > 0].sort_values(ascending=False).head(4)
         assert [r.feature for r in why] == list(expected.index)
         assert all(r.impact > 0 and r.text for r in why)
+    # The decision-time fast path gives the same PDs and the same reasons.
+    from fieldbank.risk.scoring import FastScorer
+
+    fast_pd, fast_points, fast_why = FastScorer(champion).score(rows)
+    np.testing.assert_allclose(fast_pd, champion.predict_pd(rows), rtol=1e-9)
+    assert [[r.feature for r in w] for w in fast_why] == [[r.feature for r in w] for w in reasons(champion, rows)]
     lost = scorecard_points_lost(result.models.models["scorecard_both"], rows)
     assert (lost.to_numpy() >= -1e-9).all()
     for idx, why in zip(rows.index, reasons(result.models.models["scorecard_both"], rows)):

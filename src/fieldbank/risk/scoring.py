@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from fieldbank.risk import registry
-from fieldbank.risk.explain import N_REASONS, Reason, reasons
+from fieldbank.risk.explain import N_REASONS, Reason, reason_text, reasons
 from fieldbank.risk.models import LgbmPD
 from fieldbank.risk.portrait_training import PortraitModels, pd_to_points
 
@@ -58,6 +58,56 @@ def score_frame(models: PortraitModels, rows: pd.DataFrame, key: str | None = No
     return pd_, np.asarray(points, dtype=np.float64)
 
 
+class FastScorer:
+    """The decision-time path for a LightGBM model: PD, points and reasons for a few rows in
+    about a millisecond. It skips pandas (FeatureSpec.frame and LightGBM's pandas input cost
+    ~30 ms a row) and hands LightGBM a float matrix, categories as their training codes (the
+    position in the spec's levels, which is how LightGBM stored them); it gives the same
+    numbers as the pandas path (tested)."""
+
+    MAX_ROWS = 1_000  # decision-time batches; batch scoring uses score_frame
+
+    def __init__(self, model: LgbmPD) -> None:
+        assert isinstance(model, LgbmPD)
+        self.model = model
+        self.columns = model.spec.columns
+        self.codes = {col: {level: float(i) for i, level in enumerate(levels)}
+                      for col, levels in model.spec.categorical.items()}
+
+    def matrix(self, rows: pd.DataFrame) -> np.ndarray:
+        assert 0 < len(rows) <= self.MAX_ROWS, len(rows)
+        out = np.empty((len(rows), len(self.columns)), dtype=np.float64)
+        numeric = [j for j, c in enumerate(self.columns) if c not in self.codes]
+        out[:, numeric] = rows[[self.columns[j] for j in numeric]].to_numpy(dtype=np.float64, na_value=np.nan)
+        for j, col in enumerate(self.columns):
+            if col in self.codes:
+                codes = self.codes[col]
+                out[:, j] = [np.nan if pd.isna(v) else codes.get(str(v), np.nan) for v in rows[col].tolist()]
+        return out
+
+    def predict_pd(self, rows: pd.DataFrame) -> np.ndarray:
+        """PDs only (no reasons), for batch scoring in chunks of up to MAX_ROWS."""
+        m, x = self.model, self.matrix(rows)
+        raw = np.mean([b.predict(x, num_iteration=n, num_threads=1) for b, n in zip(m.boosters_, m.n_trees_)], axis=0)
+        return m.calibrator_.predict(raw)
+
+    def score(self, rows: pd.DataFrame, n_reasons: int = N_REASONS) -> tuple[np.ndarray, np.ndarray, list[list[Reason]]]:
+        x = self.matrix(rows)
+        m = self.model
+        raw = np.mean([b.predict(x, num_iteration=n, num_threads=1) for b, n in zip(m.boosters_, m.n_trees_)], axis=0)
+        pd_ = m.calibrator_.predict(raw)
+        contrib = np.mean([b.predict(x, num_iteration=n, num_threads=1, pred_contrib=True)
+                           for b, n in zip(m.boosters_, m.n_trees_)], axis=0)[:, :-1]
+        why = []
+        for i in range(len(rows)):
+            order = np.argsort(-contrib[i], kind="stable")[:n_reasons]
+            picked = [self.columns[j] for j in order if contrib[i, j] > 0]
+            values = rows[picked].iloc[i].tolist() if picked else []
+            why.append([Reason(col, v, float(contrib[i, self.columns.index(col)]), "log-odds", reason_text(col, v))
+                        for col, v in zip(picked, values)])
+        return pd_, pd_to_points(pd_), why
+
+
 def newest_portrait_date(data_dir: Path) -> dt.date:
     root = Path(data_dir) / "portraits"
     days = sorted(dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in root.glob("as_of=*") if p.is_dir()) \
@@ -78,6 +128,10 @@ def score_party(settings, party_id: str, as_of: dt.date | None = None, name: str
     row = pq.read_table(path, filters=[("party_id", "=", party_id)]).to_pandas()
     if row.empty:
         raise LookupError(f"party {party_id!r} is not in the portrait as of {day} ({path})")
-    pd_, points = score_frame(models, row)
-    (why,) = reasons(models.models[models.champion], row, n_reasons)
+    champion = models.models[models.champion]
+    if isinstance(champion, LgbmPD):
+        pd_, points, (why,) = FastScorer(champion).score(row, n_reasons)
+    else:
+        pd_, points = score_frame(models, row)
+        (why,) = reasons(champion, row, n_reasons)
     return ScoredParty(party_id, day, float(pd_[0]), float(points[0]), models.champion, folder, why)
