@@ -216,7 +216,7 @@ def train_on_portraits(settings, as_of_dates: list[dt.date], name: str = "portra
                "oot_ece": metrics[k]["oot"]["ece"], "auc_minus_traditional": metrics[k]["oot"]["auc"] - trad_auc}
               for k in ("lgbm_traditional", "lgbm_portrait", "lgbm_both")]
     if truth_auc is not None:
-        uplift.append({"model": "simulator_true_pd", "features": "ground truth (ceiling)", "n_features": 0,
+        uplift.append({"model": "simulator_true_pd", "features": "ground truth (reference ceiling)", "n_features": 0,
                        "oot_auc": truth_auc, "oot_ks": score_metrics(y_oot, true_oot)["ks"],
                        "oot_ece": score_metrics(y_oot, true_oot)["ece"], "auc_minus_traditional": truth_auc - trad_auc})
     report_inputs = ReportInputs(name=name, train=train, oot=oot, preds=preds, metrics=metrics, uplift=uplift,

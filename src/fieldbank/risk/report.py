@@ -21,6 +21,7 @@ from fieldbank.risk.metrics import calibration_table
 PSI_BINS = 10
 TOP_FEATURES = 20  # in the importance chart
 PSI_FEATURES = 10
+THIN_FILE_DAYS = 365
 MAX_REGIONS = 30  # segments shown; the rest folded into "other"
 SECTIONS = ("Summary", "Uplift", "Metrics", "ROC", "KS", "Calibration", "Score distribution", "Stability (PSI)",
             "Feature importance", "Segments", "Data")
@@ -86,9 +87,11 @@ def segments(frame: pd.DataFrame, pd_: np.ndarray) -> pd.DataFrame:
     regions = frame["party_region_id"].astype(str)
     top = regions.value_counts().head(MAX_REGIONS).index
     out["region"] = regions.where(regions.isin(top), "other")
-    # Thin file: at most one loan in the credit file before D (the current one).
-    out["credit_file"] = np.where(pd.to_numeric(frame["credit_loans_n"]).fillna(0) <= 1, "thin (<= 1 loan)",
-                                  "thick (2+ loans)")
+    # Thin file: a credit history younger than a year (most borrowers here have one loan, so a
+    # loan count would put nearly everyone in one group).
+    age_days = pd.to_numeric(frame["credit_file_age_days"]).fillna(0)
+    out["credit_file"] = np.where(age_days < THIN_FILE_DAYS, f"thin (< {THIN_FILE_DAYS} d of credit history)",
+                                  f"thick (>= {THIN_FILE_DAYS} d)")
     out["label"] = frame["label"].to_numpy()
     out["pd"] = pd_
     return out
@@ -203,7 +206,7 @@ def render_report(r: ReportInputs) -> str:
 
     seg = segments(r.oot, champ_oot)
     parts.append("<h2 id=segments>Performance by segment (champion, out-of-time)</h2>"
-                 "<p>Thin file: at most one loan in the credit file before the as_of date.</p>"
+                 f"<p>Thin file: first loan less than {THIN_FILE_DAYS} days before the as_of date.</p>"
                  + _table(segment_rows(seg), ["segment", "value", "rows", "defaults", "bad rate", "mean PD", "AUC"]))
     parts.append(f"<h2 id=data>Data</h2><p>Portrait files:</p><ul>"
                  + "".join(f"<li><code>{html.escape(p)}</code></li>" for p in t.portrait_files) + "</ul>"
