@@ -243,3 +243,16 @@ def test_psi_is_zero_for_identical_and_large_for_shifted() -> None:
     assert psi(a, a) == pytest.approx(0.0, abs=1e-12)
     assert psi(a, a + 1.0) > 0.25
     assert math.isfinite(psi(pd.Series(["x", "y"] * 50), pd.Series(["x"] * 100)))
+
+
+def test_train_cli_names_bad_options(tmp_path: Path) -> None:
+    from fieldbank.cli import app
+
+    _write_hand_lake(tmp_path)
+    out = CliRunner().invoke(app, ["train", "--population", "everyone", "--as-of", "2023-03-01",
+                                   "--data-dir", str(tmp_path)])
+    assert out.exit_code != 0 and "everyone" in out.output
+    out = CliRunner().invoke(app, ["train", "--as-of", "2023-13-01", "--data-dir", str(tmp_path)])
+    assert out.exit_code != 0 and "2023-13-01" in out.output
+    out = CliRunner().invoke(app, ["train", "--table", str(tmp_path / "x.csv"), "--data-dir", str(tmp_path)])
+    assert out.exit_code != 0 and "--target" in out.output

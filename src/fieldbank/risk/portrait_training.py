@@ -185,14 +185,18 @@ def fit_models(train: pd.DataFrame, features: list[str], seed: int = 0,
     return PortraitModels(specs, models)
 
 
-def train_on_portraits(settings, as_of_dates: list[dt.date], name: str = "portrait", seed: int = 0,
+def train_on_portraits(settings, as_of_dates: list[dt.date] | None = None, name: str = "portrait", seed: int = 0,
                        horizon_days: int = DEFAULT_HORIZON_DAYS, population: str = "open_at_d",
                        observed_until: dt.date | None = None,
                        progress: Callable[[str], None] | None = None) -> TrainingResult:
-    """Build the modelling table, fit, validate out of time, write the report, register."""
+    """Build the modelling table, fit, validate out of time, write the report, register.
+    Without `as_of_dates`, the dates are planned from the lake (`plan_as_of_dates`)."""
+    from fieldbank.risk.dataset import plan_as_of_dates
     from fieldbank.risk.report import ReportInputs, render_report
 
     started = time.perf_counter()
+    if not as_of_dates:
+        as_of_dates = plan_as_of_dates(settings.lake_dir, horizon_days, observed_until=observed_until)
     table = build_table(settings.data_dir, settings.lake_dir, as_of_dates, horizon_days, population,
                         observed_until, progress)
     train, oot, split_method = table.split()
