@@ -15,7 +15,7 @@ from rich.console import Console
 from fieldbank import contract
 from fieldbank.bank.commands import bank_app, close_day_command
 from fieldbank.lake.commands import ingest_command
-from fieldbank.risk.commands import models_app, train_command
+from fieldbank.risk.commands import models_app, score_command, train_command
 from fieldbank.portrait.commands import features_command, portrait_command, portrait_report_command
 from fieldbank.simulate.commands import simulate_command
 
@@ -31,6 +31,7 @@ console = Console()
 app.command("simulate")(simulate_command)
 app.command("ingest")(ingest_command)
 app.command("train")(train_command)
+app.command("score")(score_command)
 app.add_typer(models_app, name="models")
 app.command("close-day")(close_day_command)
 app.add_typer(bank_app, name="bank")

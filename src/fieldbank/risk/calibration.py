@@ -48,7 +48,12 @@ class Calibrator:
                 losses[method].append(log_loss(y_bad[b], fitted.predict(raw_score[b]), labels=[0, 1]))
         self.holdout_log_loss_ = {m: float(np.mean(v)) for m, v in losses.items() if v}
         best = min(self.holdout_log_loss_, key=self.holdout_log_loss_.get) if self.holdout_log_loss_ else "platt"
-        return self._fit_method(best, raw_score, y_bad)
+        self._fit_method(best, raw_score, y_bad)
+        if self.method_ == "platt" and self.platt_coef_ <= 0:
+            # A few bads in the holdout can tilt Platt's slope negative, which would turn the
+            # model's ranking upside down; isotonic is non-decreasing by construction.
+            self._fit_method("isotonic", raw_score, y_bad)
+        return self
 
     def _fit_method(self, method: str, raw_score: np.ndarray, y_bad: np.ndarray) -> "Calibrator":
         self.method_ = method

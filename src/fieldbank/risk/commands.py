@@ -13,7 +13,7 @@ from rich.table import Table
 from fieldbank.config import load_settings
 from fieldbank.risk import registry
 from fieldbank.risk.features import FeatureSpec
-from fieldbank.risk.tabular import MODEL_NAMES, fit_all, load_table, validate
+from fieldbank.risk.tabular import fit_all, load_table, validate
 
 console = Console()
 models_app = typer.Typer(help="The model registry: list, show and promote models.", no_args_is_help=True)
@@ -23,7 +23,7 @@ def _metrics_table(title: str, summary: dict) -> Table:
     t = Table(title=title)
     for col in ("model", "AUC", "± sd", "KS", "Brier", "ECE"):
         t.add_column(col, justify="left" if col == "model" else "right")
-    for model in MODEL_NAMES:
+    for model in summary:
         m = summary[model]
         t.add_row(model, f"{m['auc']['mean']:.4f}", f"{m['auc']['sd']:.4f}",
                   *(f"{m[k]['mean']:.4f}" for k in ("ks", "brier", "ece")))
@@ -31,8 +31,15 @@ def _metrics_table(title: str, summary: dict) -> Table:
 
 
 def train_command(
-    table: Path = typer.Option(..., "--table", help="CSV or Parquet file, one row per applicant"),
-    target: str = typer.Option(..., "--target", help="column saying who went bad (0/1, or see --bad-value)"),
+    table: Path = typer.Option(None, "--table", help="generic mode: CSV or Parquet file, one row per applicant"),
+    target: str = typer.Option(None, "--target", help="column saying who went bad (0/1, or see --bad-value)"),
+    as_of: list[str] = typer.Option(None, "--as-of", help="portrait mode: monthly as_of dates YYYY-MM-DD "
+                                    "(repeat; the newest labelled one is the out-of-time set); default: "
+                                    "planned from the lake (up to 10 training months + 1 OOT month)"),
+    horizon_days: int = typer.Option(365, min=30, max=1095, help="portrait mode: default within this many days"),
+    population: str = typer.Option("open_at_d", help="portrait mode: open_at_d (a loan open at D) or exposed"),
+    observed_until: str = typer.Option(None, help="portrait mode: end of the observed period (default: the "
+                                       "day after the lake's last payment)"),
     bad_value: list[str] = typer.Option(None, "--bad-value", help="value(s) of the target that mean bad"),
     time_column: str = typer.Option(None, "--time-column", help="validate out-of-time on the newest 20%"),
     drop: list[str] = typer.Option(None, "--drop", help="columns that are not features (ids, leaks)"),
@@ -44,8 +51,13 @@ def train_command(
     seed: int = typer.Option(0, help="random seed"),
     data_dir: Path = typer.Option(None, help="fieldbank data folder (default var/)"),
 ) -> None:
-    """Train, validate and register credit models on any tabular data set (generic mode)."""
+    """Train, validate and register credit models: on portraits (--as-of ...) or on any table (--table)."""
     settings = load_settings(data_dir=data_dir)
+    if table is None:
+        _train_portraits(settings, as_of, name or "portrait", seed, horizon_days, population, observed_until)
+        return
+    if target is None:
+        raise typer.BadParameter("--table needs --target", param_hint="--target")
     data = load_table(table, target, bad_value, time_column, drop)
     monotone = {c: 1 for c in increasing_risk or []} | {c: -1 for c in decreasing_risk or []}
     spec = FeatureSpec.infer(data.x, monotone)
@@ -88,6 +100,75 @@ def train_command(
     )
 
 
+def _train_portraits(settings, as_of: list[str], name: str, seed: int, horizon_days: int, population: str,
+                     observed_until: str | None) -> None:
+    import datetime as dt
+
+    from fieldbank.portrait.pipeline import parse_as_of
+    from fieldbank.risk.dataset import POPULATIONS, plan_as_of_dates
+    from fieldbank.risk.portrait_training import MODEL_KEYS, train_on_portraits
+
+    if population not in POPULATIONS:
+        raise typer.BadParameter(f"--population {population!r}: must be one of {', '.join(POPULATIONS)}")
+    try:
+        until = dt.date.fromisoformat(observed_until) if observed_until else None
+        days = parse_as_of(as_of) if as_of else plan_as_of_dates(settings.lake_dir, horizon_days, observed_until=until)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    if not as_of:
+        console.print(f"as_of dates (planned): {', '.join(map(str, days))}")
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("modelling table", total=None)
+        result = train_on_portraits(settings, days, name, seed, horizon_days, population, until,
+                                    progress=lambda msg: bar.update(task, description=msg))
+    console.print(result.table.describe())
+    t = Table(title="AUC / KS / ECE, train vs out-of-time")
+    for col in ("model", "train AUC", "train KS", "train ECE", "OOT AUC", "OOT KS", "OOT ECE"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for k in MODEL_KEYS:
+        tr, oo = result.metrics[k]["train"], result.metrics[k]["oot"]
+        t.add_row(k, *(f"{m[c]:.4f}" for m in (tr, oo) for c in ("auc", "ks", "ece")))
+    console.print(t)
+    u = Table(title=f"uplift on the same {result.metrics['lgbm_both']['oot']['rows']:,} out-of-time rows")
+    for col in ("model", "features", "n", "OOT AUC", "vs traditional", "OOT ECE"):
+        u.add_column(col, justify="left" if col in ("model", "features") else "right")
+    for row in result.uplift:
+        u.add_row(row["model"], row["features"], str(row["n_features"]), f"{row['oot_auc']:.4f}",
+                  f"{row['auc_minus_traditional']:+.4f}", f"{row['oot_ece']:.4f}")
+    console.print(u)
+    champ = result.metrics["lgbm_both"]["oot"]
+    console.print(f"[green]train[/green]: registered {result.folder} in {result.seconds:.1f} s: champion lgbm_both "
+                  f"OOT AUC {champ['auc']:.4f}, KS {champ['ks']:.4f}, ECE {champ['ece']:.4f}"
+                  + (f" (true-PD ceiling {result.truth_auc_oot:.4f})" if result.truth_auc_oot is not None else "")
+                  + f"; report {result.report_path}")
+
+
+def score_command(
+    party_id: str = typer.Option(..., "--party-id", help="the party to score"),
+    as_of: str = typer.Option(None, "--as-of", help="portrait date YYYY-MM-DD (default: the newest portrait)"),
+    name: str = typer.Option(None, "--name", help="model name (default: the champion, else the newest 'portrait')"),
+    version: int = typer.Option(None, "--version"),
+    data_dir: Path = typer.Option(None, help="fieldbank data folder (default var/)"),
+) -> None:
+    """PD, score points and the top 4 reasons for one party, from a portrait-mode model."""
+    import datetime as dt
+
+    from fieldbank.risk.scoring import score_party
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else None
+        scored = score_party(settings, party_id, day, name, version)
+    except (ValueError, LookupError) as err:
+        raise typer.BadParameter(str(err)) from err
+    console.print(f"[bold]{party_id}[/bold] as of {scored.as_of}: PD {scored.pd:.4f}, score {scored.points:.0f} "
+                  f"points, model {scored.model} ({scored.folder})")
+    for i, reason in enumerate(scored.reasons, 1):
+        console.print(f"  {i}. {reason.text}  [dim](+{reason.impact:.3f} {reason.unit})[/dim]")
+    if not scored.reasons:
+        console.print("  no feature pushed this party's risk above the model's baseline")
+
+
 @models_app.command("list")
 def models_list(data_dir: Path = typer.Option(None)) -> None:
     """Every registered model version, champion marked."""
@@ -97,7 +178,7 @@ def models_list(data_dir: Path = typer.Option(None)) -> None:
         t.add_column(col)
     for row in registry.list_models(settings.models_dir):
         metrics = json.loads((registry.folder_of(settings.models_dir, row["name"], row["version"]) / "metrics.json").read_text())
-        auc = metrics["summary"][row["champion_model"]]["auc"]["mean"]
+        auc = metrics["summary"][row["champion_model"]]["auc"]["mean"]  # OOT AUC in portrait mode
         t.add_row(row["name"], str(row["version"]), row["created_at"], row["mode"], f"{metrics['rows']:,}",
                   f"{auc:.4f}", "★" if row["champion"] else "")
     console.print(t)
