@@ -39,8 +39,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from fieldbank.portrait import connect, execute_portrait, load_inputs
-from fieldbank.portrait.engine import materialize, midnight_utc
-from fieldbank.portrait.families import business, household
+from fieldbank.portrait.engine import materialize, midnight_utc, release_temporaries
+from fieldbank.portrait.families import COMPUTED_FAMILIES, business, household, party
 from fieldbank.portrait.inputs import AsOf
 from fieldbank.portrait.rollups import rollups_dir, update_rollups
 from fieldbank.portrait.testing import synthetic_tables, write_lake_table, write_synthetic_lake_streaming
@@ -209,6 +209,9 @@ def featuretools_figure(work: Path, payments_n: int, seed: int, as_of: dt.date) 
         a = AsOf(as_of)
         return [materialize(inp.con, fam.compute(inp, a)).to_pyarrow() for fam in (business, household)]
 
+    # The first call in a process pays one-off costs (DuckDB and Ibis warm-up, ~1 s); featuretools'
+    # import is not timed either, so the ratio uses the second (warm) call; both are reported.
+    fb_cold_s, _ = timed(fieldbank_families)
     fb_s, fb_out = timed(fieldbank_families)
 
     pay = tables["payments"].select(["txn_id", "ts", "payer_id", "payee_id", "amount_minor", "kind"]).to_pandas()
@@ -260,8 +263,8 @@ def featuretools_figure(work: Path, payments_n: int, seed: int, as_of: dt.date) 
     fig = {
         "payments": payments_n, "parties": parties_n, "as_of": as_of.isoformat(), "windows_days": FT_WINDOWS_DAYS,
         "featuretools_version": ft.__version__, "featuretools_s": ft_s, "featuretools_features": ft_features,
-        "fieldbank_s": fb_s, "fieldbank_features": fb_features, "fieldbank_families": ["business", "household"],
-        "speedup": ft_s / fb_s, "goal_speedup_min": 50,
+        "fieldbank_s": fb_s, "fieldbank_first_call_s": fb_cold_s, "fieldbank_features": fb_features, "fieldbank_families": ["business", "household"],
+        "speedup": ft_s / fb_s, "speedup_vs_first_call": ft_s / fb_cold_s, "goal_speedup_min": 50,
         "checked_equal": f"90-day revenue of {len(joined)} parties: featuretools SUM(sales.amount_minor) "
                          "== fieldbank biz_revenue_minor_90d",
         "load_average": os.getloadavg(),
@@ -469,6 +472,7 @@ def main_lake_figures(args: argparse.Namespace, parties: int, work: Path, as_of:
             "end_to_end_ratio": recompute_s / incremental_s,
             "full_recompute_from_raw_s": results["figures"].get("full_portrait", {}).get("seconds_from_raw"),
             "goal_ratio_min": 20,
+            "portrait_seconds_by_family": family_seconds(lake, as_of),
         }
         rows.append(("new day: rollup update / rebuild of 365 days", f"{upd_s:.2f} s / {rebuild_s:.2f} s",
                      f"{rebuild_s / upd_s:.1f}x faster", ">= 20x"))
@@ -485,6 +489,17 @@ def main_lake_figures(args: argparse.Namespace, parties: int, work: Path, as_of:
                                           "seconds_per_date": bf_s / max(1, len(dates))}
         rows.append((f"backfill: {len(dates)} dates on shared rollups", f"{bf_s:.2f} s",
                      f"{bf_s / max(1, len(dates)):.2f} s/date", ""))
+
+
+def family_seconds(lake: Path, as_of: dt.date) -> dict[str, float]:
+    """Where the latest portrait's time goes: each family alone, from the persisted rollups."""
+    inp = load_inputs(connect("duckdb"), lake)
+    a = AsOf(as_of)
+    out = {}
+    for family in (party, *COMPUTED_FAMILIES):
+        out[family.__name__.rsplit(".", 1)[-1]], _ = timed(lambda f=family: materialize(inp.con, f.compute(inp, a)))
+    release_temporaries(inp.con)
+    return out
 
 
 def spark_figure(args: argparse.Namespace, work: Path, as_of: dt.date, results: dict[str, Any], rows: list) -> None:
