@@ -470,7 +470,8 @@ def main_lake_figures(args: argparse.Namespace, parties: int, work: Path, as_of:
             "rollup_ratio": rebuild_s / upd_s, "portrait_from_rollups_s": inc_portrait_s,
             "incremental_total_s": incremental_s, "full_recompute_s": recompute_s,
             "end_to_end_ratio": recompute_s / incremental_s,
-            "full_recompute_from_raw_s": results["figures"].get("full_portrait", {}).get("seconds_from_raw"),
+            "full_recompute_from_raw_s": (results["figures"]["full_portrait"]["seconds_from_raw"]
+                                          if "full" in sections else None),
             "goal_ratio_min": 20,
             "portrait_seconds_by_family": family_seconds(lake, as_of),
         }
