@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     result = CliRunner().invoke(
-        app, ["demo", "--parties", "400", "--months", "14", "--seed", "3", "--borrowers", "40", "--bank-days", "75",
+        app, ["demo", "--parties", "4000", "--months", "20", "--seed", "3", "--borrowers", "40", "--bank-days", "75",
               "--data-dir", str(data_dir)],
         catch_exceptions=False,
     )
@@ -37,13 +37,17 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert len(ours) == 40 and max(row["max_dpd"] for row in ours) > 0
     assert (data_dir / "truth" / "summary.json").exists()
     # Portraits for the latest month start and a year earlier, with the feature-quality report.
-    # 14 months from 2023-01: the bank opens 2024-03-01; the labelled portrait is a year earlier.
-    assert sorted(p.name for p in (data_dir / "portraits").iterdir()) == ["as_of=2023-03-01", "as_of=2024-03-01"]
-    assert (data_dir / "reports" / "feature_quality_2023-03-01.html").exists()
+    # 20 months from 2023-01: the bank opens 2024-09-01; the labelled portrait is a year earlier.
+    portraits = sorted(p.name for p in (data_dir / "portraits").iterdir())
+    assert {"as_of=2023-09-01", "as_of=2024-09-01"} <= set(portraits)
+    assert (data_dir / "reports" / "feature_quality_2023-09-01.html").exists()
+    # Models were trained on the portraits, registered with a report, promoted, and used to score.
+    assert (data_dir / "models" / "portrait" / "0001" / "report.html").exists()
+    assert "champion is now portrait v1" in result.output and "score" in result.output
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
-    result = CliRunner().invoke(app, ["demo", "--parties", "100", "--months", "2", "--data-dir", str(tmp_path)])
+    result = CliRunner().invoke(app, ["demo", "--parties", "100", "--months", "18", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "not made by `fieldbank demo`" in result.output
     assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -96,7 +96,8 @@ def _fresh_demo_dir(data_dir: Path) -> None:
 @app.command("demo")
 def demo_command(
     parties: int = typer.Option(10_000, min=50, max=2_000_000, help="number of parties to simulate"),
-    months: int = typer.Option(24, min=1, max=120, help="months of history to simulate"),
+    months: int = typer.Option(24, min=18, max=44, help="months of history to simulate (18+: the models "
+                               "need labelled dates and an out-of-time gap; the period ends by 2026-09)"),
     seed: int = typer.Option(7, help="random seed; same seed, same economy"),
     borrowers: int = typer.Option(300, min=1, max=5_000, help="parties the demo bank lends to"),
     bank_days: int = typer.Option(240, min=2, max=730, help="business days the demo bank closes"),
@@ -105,21 +106,29 @@ def demo_command(
     """The main job end to end on embedded defaults: simulate, ingest, book and service loans."""
     from fieldbank.bank.commands import portfolio_command, trial_balance_command
     from fieldbank.config import load_settings
-    from fieldbank.demo import book_and_service, portrait_dates
+    from fieldbank.demo import DEMO_HORIZON_DAYS, book_and_service, first_party, portrait_dates
+    from fieldbank.risk.commands import models_promote, score_command, train_portraits
 
     _fresh_demo_dir(data_dir)
     settings = load_settings(data_dir=data_dir)
-    console.rule("[bold]1/4 simulate a rural and small-business economy")
+    console.rule("[bold]1/5 simulate a rural and small-business economy")
     simulate_command(parties=parties, months=months, seed=seed, data_dir=settings.data_dir)
-    console.rule("[bold]2/4 ingest it into the lake (validated, partitioned by month)")
+    console.rule("[bold]2/5 ingest it into the lake (validated, partitioned by month)")
     ingest_command(src=settings.raw_dir, data_dir=settings.data_dir)
-    console.rule("[bold]3/4 draw every party's portrait from the lake (point in time)")
+    console.rule("[bold]3/5 draw every party's portrait from the lake (point in time)")
     latest, labelled = portrait_dates(settings)
     dates = [d.isoformat() for d in (labelled, latest) if d is not None]
     portrait_command(as_of=dates, engine="duckdb", data_dir=settings.data_dir, rollups=True)
     if labelled is not None:
         portrait_report_command(as_of=labelled.isoformat(), horizon_days=365, data_dir=settings.data_dir)
-    console.rule("[bold]4/4 book loans on the double-entry ledger and close every business day")
+    console.rule("[bold]4/5 train credit models on the portraits: traditional vs alternative data")
+    # A 24-month economy leaves room for a 180-day label with a proper out-of-time gap;
+    # the 12-month label needs about 30 months (docs/risk.md).
+    train_portraits(settings, [], "portrait", seed, DEMO_HORIZON_DAYS, "open_at_d", None)
+    models_promote(name="portrait", version=None, data_dir=settings.data_dir)
+    score_command(party_id=first_party(settings, latest), as_of=None, name=None, version=None,
+                  data_dir=settings.data_dir)
+    console.rule("[bold]5/5 book loans on the double-entry ledger and close every business day")
     report = book_and_service(settings, borrowers=borrowers, days=bank_days, seed=seed, console=console)
     console.print(f"lent to {report.borrowers} parties on {report.first_day} (habits: {report.habits}); "
                   f"closed {report.first_day} .. {report.last_day}")

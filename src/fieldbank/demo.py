@@ -3,7 +3,8 @@
 1. simulate an economy            -> raw/, truth/
 2. ingest it into the lake        -> lake/, quarantine/
 3. draw portraits                 -> portraits/as_of=.../, reports/feature_quality_*.html
-4. book and service loans         -> bank.db (SQLite), outcomes back to lake/loans
+4. train, register, promote, score -> models/portrait/<version>/ (+ report.html)
+5. book and service loans         -> bank.db (SQLite), outcomes back to lake/loans
 
 Step 3 lends to a sample of the simulated parties with flat limits: the decision service
 that sets limits and prices from portraits and models is a later stage. Each borrower gets a
@@ -26,6 +27,7 @@ from fieldbank.config import Settings
 from fieldbank.lake.read import lake_files, read_lake_table
 
 MAX_DEMO_BORROWERS = 5_000
+DEMO_HORIZON_DAYS = 180  # label: 90+ DPD within 180 days (a 365-day label needs ~30 months of data)
 HABITS = ("on_time", "every_other_month", "stops_paying")
 HABIT_SHARES = (0.80, 0.14, 0.06)
 # product per party kind and the flat amount lent (minor units), until decisions set them
@@ -64,6 +66,18 @@ def portrait_dates(settings: Settings) -> tuple[dt.date, dt.date | None]:
     files = [str(f) for f in lake_files(settings.lake_dir, "payments")]
     first_ts = con.execute("SELECT min(ts) FROM read_parquet(?)", [files]).fetchone()[0]
     return latest, (labelled if labelled > first_ts.date() else None)
+
+
+def first_party(settings: Settings, as_of: dt.date) -> str:
+    """A party to show a score and its reasons for: the first business in the latest portrait."""
+    import pyarrow.parquet as pq
+
+    from fieldbank.portrait.pipeline import portrait_path
+
+    portrait = pq.read_table(portrait_path(settings.data_dir, as_of), columns=["party_id", "party_kind"])
+    businesses = [p for p, k in zip(portrait["party_id"].to_pylist(), portrait["party_kind"].to_pylist())
+                  if k == "business"]
+    return min(businesses or portrait["party_id"].to_pylist())
 
 
 def book_and_service(settings: Settings, *, borrowers: int = 300, days: int = 210, seed: int = 7,

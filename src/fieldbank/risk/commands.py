@@ -54,7 +54,7 @@ def train_command(
     """Train, validate and register credit models: on portraits (--as-of ...) or on any table (--table)."""
     settings = load_settings(data_dir=data_dir)
     if table is None:
-        _train_portraits(settings, as_of, name or "portrait", seed, horizon_days, population, observed_until)
+        train_portraits(settings, as_of, name or "portrait", seed, horizon_days, population, observed_until)
         return
     if target is None:
         raise typer.BadParameter("--table needs --target", param_hint="--target")
@@ -100,7 +100,7 @@ def train_command(
     )
 
 
-def _train_portraits(settings, as_of: list[str], name: str, seed: int, horizon_days: int, population: str,
+def train_portraits(settings, as_of: list[str], name: str, seed: int, horizon_days: int, population: str,
                      observed_until: str | None) -> None:
     import datetime as dt
 
