@@ -44,28 +44,29 @@ class BankDemoReport:
     books_ok: bool
 
 
-def first_bank_day(settings: Settings) -> dt.date:
-    """The bank opens the day after the last simulated payment."""
+def payment_span(settings: Settings) -> tuple[dt.date, dt.date]:
+    """Days of the first and the last payment in the lake."""
     files = [str(f) for f in lake_files(settings.lake_dir, "payments")]
     assert files, "the lake has no payments: ingest first"
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    last_ts = con.execute("SELECT max(ts) FROM read_parquet(?)", [files]).fetchone()[0]
-    return last_ts.date() + dt.timedelta(days=1)
+    first_ts, last_ts = con.execute("SELECT min(ts), max(ts) FROM read_parquet(?)", [files]).fetchone()
+    return first_ts.date(), last_ts.date()
+
+
+def first_bank_day(settings: Settings) -> dt.date:
+    """The bank opens the day after the last simulated payment."""
+    return payment_span(settings)[1] + dt.timedelta(days=1)
 
 
 def portrait_dates(settings: Settings) -> tuple[dt.date, dt.date | None]:
     """The latest portrait (the month start after the data ends: what a decision would use
     today) and, when there are 12 months of outcomes after it, the month start a year
     earlier, whose features can be judged against the 12-month default label."""
-    end = first_bank_day(settings)
-    latest = end.replace(day=1)
+    first_day, last_day = payment_span(settings)
+    latest = (last_day + dt.timedelta(days=1)).replace(day=1)
     labelled = latest.replace(year=latest.year - 1)
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    files = [str(f) for f in lake_files(settings.lake_dir, "payments")]
-    first_ts = con.execute("SELECT min(ts) FROM read_parquet(?)", [files]).fetchone()[0]
-    return latest, (labelled if labelled > first_ts.date() else None)
+    return latest, (labelled if labelled > first_day else None)
 
 
 def first_party(settings: Settings, as_of: dt.date) -> str:
