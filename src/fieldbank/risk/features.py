@@ -49,14 +49,16 @@ class FeatureSpec:
         missing = [c for c in self.columns if c not in data.columns]
         if missing:
             raise ValueError(f"input lacks the model's columns {missing}")
-        out = pd.DataFrame(index=data.index)
+        # Build every column first and the frame once: inserting hundreds of columns one by one
+        # fragments the frame (pandas' PerformanceWarning) and costs seconds on wide tables.
+        columns: dict[str, object] = {}
         for col in self.numeric:
-            out[col] = pd.to_numeric(data[col], errors="raise").astype("float64")
+            columns[col] = pd.to_numeric(data[col], errors="raise").astype("float64")
         for col, levels in self.categorical.items():
             values = data[col].astype("string").astype(object)
             known = values.isin(levels) & data[col].notna()
-            out[col] = pd.Categorical(values.where(known, None), categories=list(levels))
-        return out
+            columns[col] = pd.Categorical(values.where(known, None), categories=list(levels))
+        return pd.DataFrame(columns, index=data.index)
 
     def to_json(self) -> dict:
         return {"numeric": list(self.numeric), "categorical": {k: list(v) for k, v in self.categorical.items()},
