@@ -21,10 +21,10 @@ import numpy as np
 import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
+from fieldbank.labels import DEFAULT_HORIZON_DAYS, default_labels
 from fieldbank.portrait.catalog import catalog
 from fieldbank.portrait.engine import midnight_utc, parquet_files
 
-DEFAULT_HORIZON_DAYS = 365
 IV_BINS = 10
 MIN_LABELED_ROWS = 20  # below this, IV and AUC are noise and are not reported
 
@@ -40,33 +40,20 @@ class FeatureQuality:
 
 
 def labels(lake_dir: Path, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS) -> tuple[pa.Table, bool]:
-    """(party_id, label) for the exposed population, and whether the horizon is fully observed."""
-    assert 1 <= horizon_days <= 3660
+    """(party_id, label) for the exposed population (fieldbank.labels), and whether the
+    horizon is fully observed (the lake's loans saw events up to D + horizon)."""
+    table = default_labels(lake_dir, as_of, horizon_days, "exposed", exclude_in_default=False)
     files = parquet_files(Path(lake_dir) / "loans")
-    empty = pa.table({"party_id": pa.array([], pa.string()), "label": pa.array([], pa.int64())})
     if not files:
-        return empty, False
-    start, end = midnight_utc(as_of), midnight_utc(as_of + dt.timedelta(days=horizon_days))
+        return table, False
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    paths = [str(f) for f in files]
-    table = con.sql(
-        """
-        SELECT party_id,
-               max(CASE WHEN defaulted_at >= $start AND defaulted_at < $end THEN 1 ELSE 0 END)::BIGINT AS label
-        FROM read_parquet($paths, hive_partitioning = false)
-        WHERE opened_at < $end AND (closed_at IS NULL OR closed_at >= $start)
-        GROUP BY party_id ORDER BY party_id
-        """,
-        params={"paths": paths, "start": start, "end": end},
-    ).to_arrow_table()
     last_seen = con.execute(
         "SELECT greatest(max(opened_at), max(closed_at), max(defaulted_at)) FROM read_parquet($paths)",
-        {"paths": paths},
+        {"paths": [str(f) for f in files]},
     ).fetchone()[0]
     con.close()
-    observed = last_seen is not None and last_seen >= end
-    return table, observed
+    return table, last_seen is not None and last_seen >= midnight_utc(as_of + dt.timedelta(days=horizon_days))
 
 
 def _iv(x: np.ndarray, y: np.ndarray, is_null: np.ndarray) -> float:

@@ -34,11 +34,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from fieldbank.portrait.engine import midnight_utc, parquet_files
+from fieldbank.labels import DEFAULT_HORIZON_DAYS, POPULATIONS, default_labels
+from fieldbank.portrait.engine import parquet_files
 from fieldbank.portrait.pipeline import portrait_path
 
-DEFAULT_HORIZON_DAYS = 365
-POPULATIONS = ("open_at_d", "exposed")
 MAX_AS_OF_DATES = 120  # ten years of monthly dates; more is a mistake
 KEY_COLUMNS = ("party_id", "as_of")
 
@@ -112,35 +111,9 @@ def observed_until_of(lake_dir: Path) -> dt.date:
 
 def labels_at(lake_dir: Path, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS,
               population: str = "open_at_d") -> pd.DataFrame:
-    """(party_id, label) for the population at `as_of` (see the module docstring)."""
-    assert 1 <= horizon_days <= 3660 and population in POPULATIONS, (horizon_days, population)
-    files = parquet_files(Path(lake_dir) / "loans")
-    if not files:
-        return pd.DataFrame({"party_id": pd.Series([], dtype=object), "label": pd.Series([], dtype=np.int8)})
-    start, end = midnight_utc(as_of), midnight_utc(as_of + dt.timedelta(days=horizon_days))
-    if population == "open_at_d":
-        in_population = "opened_at < $start AND (closed_at IS NULL OR closed_at >= $start)"
-    else:
-        in_population = "opened_at < $end AND (closed_at IS NULL OR closed_at >= $start)"
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    frame = con.execute(
-        f"""
-        WITH loans AS (SELECT * FROM read_parquet($paths, hive_partitioning = false)),
-        pop AS (SELECT DISTINCT party_id FROM loans WHERE {in_population}),
-        in_default AS (  -- already 90+ DPD at D on a loan still open: nothing left to predict
-            SELECT DISTINCT party_id FROM loans
-            WHERE defaulted_at < $start AND (closed_at IS NULL OR closed_at >= $start))
-        SELECT p.party_id,
-               coalesce(max(CASE WHEN l.defaulted_at >= $start AND l.defaulted_at < $end THEN 1 END), 0)::TINYINT AS label
-        FROM pop p JOIN loans l USING (party_id)
-        WHERE p.party_id NOT IN (SELECT party_id FROM in_default)
-        GROUP BY p.party_id ORDER BY p.party_id
-        """,
-        {"paths": [str(f) for f in files], "start": start, "end": end},
-    ).df()
-    con.close()
-    return frame
+    """(party_id, label) for the population at `as_of` (fieldbank.labels), parties already in
+    default at D left out."""
+    return default_labels(lake_dir, as_of, horizon_days, population, exclude_in_default=True).to_pandas()
 
 
 def plan_as_of_dates(lake_dir: Path, horizon_days: int = DEFAULT_HORIZON_DAYS, max_train_dates: int = 10,
