@@ -17,14 +17,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from sqlalchemy import select
 
 from fieldbank.config import Settings
-from fieldbank.lake.read import lake_files, read_lake_table
+from fieldbank.lake.read import payment_days, read_lake_table
 
 MAX_DEMO_BORROWERS = 5_000
 DEMO_HORIZON_DAYS = 180  # label: 90+ DPD within 180 days (a 365-day label needs ~30 months of data)
@@ -46,12 +45,7 @@ class BankDemoReport:
 
 def payment_span(settings: Settings) -> tuple[dt.date, dt.date]:
     """Days of the first and the last payment in the lake."""
-    files = [str(f) for f in lake_files(settings.lake_dir, "payments")]
-    assert files, "the lake has no payments: ingest first"
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    first_ts, last_ts = con.execute("SELECT min(ts), max(ts) FROM read_parquet(?)", [files]).fetchone()
-    return first_ts.date(), last_ts.date()
+    return payment_days(settings.lake_dir)
 
 
 def first_bank_day(settings: Settings) -> dt.date:

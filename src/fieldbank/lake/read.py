@@ -6,6 +6,7 @@ one consistent version even if an ingest commits meanwhile (see layout.py).
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import duckdb
@@ -20,6 +21,25 @@ def lake_files(lake_dir: Path, table: str) -> list[Path]:
     """The Parquet files of the table's live version (empty if nothing has landed)."""
     assert table in contract.TABLES, table
     return layout.partition_files(layout.live_version_dir(Path(lake_dir), table))
+
+
+def payment_days(lake_dir: Path) -> tuple["dt.date", "dt.date"]:
+    """UTC days of the first and the last payment in the lake: the observed period.
+
+    Payments are the economy's heartbeat; loan outcomes exported later by the bank do not
+    extend the observation of the other lenders' loans, so only payments count."""
+    files = lake_files(lake_dir, "payments")
+    if not files:
+        raise ValueError(f"no payments in {lake_dir}: ingest first")
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        first_ts, last_ts = con.execute(
+            "SELECT min(ts), max(ts) FROM read_parquet(?, hive_partitioning = false)",
+            [[str(f) for f in files]]).fetchone()
+    finally:
+        con.close()
+    return first_ts.date(), last_ts.date()
 
 
 def lake_glob(lake_dir: Path, table: str) -> str:

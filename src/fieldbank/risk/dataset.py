@@ -29,13 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from fieldbank.lake.read import payment_days
 from fieldbank.labels import DEFAULT_HORIZON_DAYS, POPULATIONS, default_labels
-from fieldbank.portrait.engine import parquet_files
 from fieldbank.portrait.pipeline import portrait_path
 
 MAX_AS_OF_DATES = 120  # ten years of monthly dates; more is a mistake
@@ -93,20 +92,8 @@ class ModellingTable:
 
 
 def observed_until_of(lake_dir: Path) -> dt.date:
-    """The end of the observed period: the day after the lake's last payment.
-
-    Payments are the economy's heartbeat; loan outcomes exported later by the bank do not
-    extend the observation of the other lenders' loans, so they do not count.
-    """
-    files = parquet_files(Path(lake_dir) / "payments")
-    if not files:
-        raise ValueError(f"no payments in {lake_dir}: cannot tell when observation ends; pass observed_until")
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    last = con.execute("SELECT max(ts) FROM read_parquet($p, hive_partitioning = false)",
-                       {"p": [str(f) for f in files]}).fetchone()[0]
-    con.close()
-    return (pd.Timestamp(last).tz_convert("UTC").date() + dt.timedelta(days=1))
+    """The end of the observed period: the day after the lake's last payment."""
+    return payment_days(lake_dir)[1] + dt.timedelta(days=1)
 
 
 def labels_at(lake_dir: Path, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS,
@@ -121,14 +108,8 @@ def plan_as_of_dates(lake_dir: Path, horizon_days: int = DEFAULT_HORIZON_DAYS, m
     """Default dates for `fieldbank train` without --as-of: the newest month whose outcome
     window is observed (OOT), and up to `max_train_dates` monthly dates up to its embargo,
     starting no earlier than 3 months into the history (the 90-day features need them)."""
-    observed_until = observed_until or observed_until_of(lake_dir)
-    files = parquet_files(Path(lake_dir) / "payments")
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    first_ts = con.execute("SELECT min(ts) FROM read_parquet($p, hive_partitioning = false)",
-                           {"p": [str(f) for f in files]}).fetchone()[0]
-    con.close()
-    first = pd.Timestamp(first_ts).tz_convert("UTC").date()
+    first, last = payment_days(lake_dir)
+    observed_until = observed_until or last + dt.timedelta(days=1)
     last_labelled = observed_until - dt.timedelta(days=horizon_days)
     oot = dt.date(last_labelled.year, last_labelled.month, 1)
     embargo = oot - dt.timedelta(days=horizon_days)
