@@ -58,11 +58,13 @@ ACCEPTANCES = DecisionAcceptance.__table__
 SHADOW = ShadowScore.__table__
 # The hot reads as plain SQL: SQLAlchemy's expression building and cache-key work cost more
 # CPU than the queries themselves at hundreds of decisions per second.
-VELOCITY_SQL = text("""
-    SELECT 'party', count(*) FROM decisions WHERE party_id = :party AND created_at >= :since
-    UNION ALL SELECT 'phone', count(*) FROM decisions WHERE phone_hash = :phone AND created_at >= :since
-    UNION ALL SELECT 'device', count(*) FROM decisions WHERE device_hash = :device AND created_at >= :since
-    UNION ALL SELECT 'exposure', coalesce(sum(limit_minor), 0) FROM loans WHERE party_id = :party AND status = 'active'
+LOOKUP_SQL = text("""
+    SELECT 'key', 0, request_hash, response_json FROM decisions WHERE idempotency_key = :key
+    UNION ALL SELECT 'party', count(*), NULL, NULL FROM decisions WHERE party_id = :party AND created_at >= :since
+    UNION ALL SELECT 'phone', count(*), NULL, NULL FROM decisions WHERE phone_hash = :phone AND created_at >= :since
+    UNION ALL SELECT 'device', count(*), NULL, NULL FROM decisions WHERE device_hash = :device AND created_at >= :since
+    UNION ALL SELECT 'exposure', coalesce(sum(limit_minor), 0), NULL, NULL FROM loans
+              WHERE party_id = :party AND status = 'active'
 """).bindparams(bindparam("since", type_=DateTime(timezone=True)))
 BY_KEY_SQL = text("SELECT request_hash, response_json FROM decisions WHERE idempotency_key = :key")
 
@@ -191,15 +193,20 @@ class DecisionService:
             if holder.get("national_id"):
                 holder["national_id"] = "sha256:" + hash_id(holder["national_id"])
         request_hash = _canonical_hash({"operation": "apply", **inputs})
-        stored = self._by_key(idempotency_key, request_hash)
-        if stored is not None:
-            return Applied(stored, {})
-
         now = self.clock()
         today = now.date()
         self.sources.maybe_refresh()
         snap = self.sources.current()
         service_rules: list[dict[str, Any]] = []
+        # One round trip before anything else: the key's stored decision (a replay answers
+        # with it, whatever else has changed since), and the velocity and exposure counts.
+        known = snap.parties.get(a.party_id) if snap.parties is not None and a.party_id else None
+        party_id = a.party_id or (applicant_party_id(national_id) if national_id else "")
+        phone = a.phone_hash.lower() if a.phone_hash else (known or {}).get("phone_hash")
+        device = a.device_hash.lower() if a.device_hash else (known or {}).get("device_hash")
+        stored, counts, exposure_minor = self._lookup(idempotency_key, request_hash, party_id, phone, device, now)
+        if stored is not None:
+            return Applied(stored, {})
 
         # 1. validation + identity -----------------------------------------------------
         if a.consent is not True:
@@ -240,10 +247,7 @@ class DecisionService:
         timer.lap("validation")
 
         # 2. fraud and screening ----------------------------------------------------------
-        phone = a.phone_hash.lower() if a.phone_hash else (party or {}).get("phone_hash")
-        device = a.device_hash.lower() if a.device_hash else (party or {}).get("device_hash")
         flags: list[str] = []
-        counts, exposure_minor = self._velocity_and_exposure(party_id, phone, device, now)
         c = self.config
         if counts["party"] >= c.velocity_max_per_party:
             flags.append("velocity_party")
@@ -408,16 +412,22 @@ class DecisionService:
         assert result is not None and policy_outcome == "approve"
         return "approve", list(result.reasons)
 
-    def _velocity_and_exposure(self, party_id: str, phone: str | None, device: str | None,
-                               now: dt.datetime) -> tuple[dict[str, int], int]:
-        """Decisions in the velocity window per party, phone and device, and the party's open
-        limits with the bank: one round trip, each count an index range scan."""
+    def _lookup(self, key: str, request_hash: str, party_id: str, phone: str | None, device: str | None,
+                now: dt.datetime) -> tuple[DecisionOut | None, dict[str, int], int]:
+        """The decision stored under `key` (or IdempotencyConflict), the decisions in the
+        velocity window per party, phone and device, and the party's open limits with the
+        bank: one round trip, each count an index range scan."""
         since = now - dt.timedelta(hours=self.config.velocity_window_hours)
         with self.read_engine.connect() as conn:
-            rows = dict(conn.execute(VELOCITY_SQL, {"party": party_id, "phone": phone, "device": device,
-                                                    "since": since}).all())
-        return {"party": int(rows["party"]), "phone": int(rows["phone"]), "device": int(rows["device"])}, \
-            int(rows["exposure"])
+            rows = {r[0]: r for r in conn.execute(LOOKUP_SQL, {"key": key, "party": party_id, "phone": phone,
+                                                               "device": device, "since": since})}
+        stored = None
+        if "key" in rows:
+            if rows["key"][2] != request_hash:
+                raise IdempotencyConflict(key, "application")
+            stored = DecisionOut.model_validate_json(rows["key"][3]).model_copy(update={"replayed": True})
+        counts = {k: int(rows[k][1]) for k in ("party", "phone", "device")}
+        return stored, counts, int(rows["exposure"][1])
 
     def _by_key(self, key: str, request_hash: str) -> DecisionOut | None:
         with self.read_engine.connect() as conn:
