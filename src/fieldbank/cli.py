@@ -14,6 +14,7 @@ from rich.console import Console
 
 from fieldbank import contract
 from fieldbank.bank.commands import bank_app, close_day_command
+from fieldbank.decision.backtest_commands import backtest_command
 from fieldbank.lake.commands import ingest_command
 from fieldbank.risk.commands import models_app, score_command, train_command
 from fieldbank.portrait.commands import features_command, portrait_command, portrait_report_command
@@ -38,6 +39,7 @@ app.add_typer(bank_app, name="bank")
 app.command("portrait")(portrait_command)
 app.command("features")(features_command)
 app.command("portrait-report")(portrait_report_command)
+app.command("backtest")(backtest_command)
 
 
 @app.command("serve")
