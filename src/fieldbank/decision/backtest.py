@@ -337,9 +337,18 @@ class Economics:
     cost_of_funds_bps: int = 300
     operating_cost_bps: int = 200
 
+    def __post_init__(self) -> None:
+        assert 1 <= self.term_days <= 3_650, self.term_days
+        assert 0 <= self.cost_of_funds_bps <= 10_000 and 0 <= self.operating_cost_bps <= 10_000
+
+    def balance_fraction(self) -> tuple[int, int]:
+        """Average balance in principal-years as an exact fraction (numerator, denominator)."""
+        n = max(1, round(self.term_days / 30.4))  # monthly installments
+        return self.term_days * (n + 1), 365 * 2 * n
+
     def balance_years(self) -> float:
-        n = max(1, round(self.term_days / 30.4))
-        return self.term_days / 365 * (n + 1) / (2 * n)
+        num, den = self.balance_fraction()
+        return num / den
 
 
 @dataclass(frozen=True)
@@ -371,12 +380,13 @@ def policy_metrics(replay: Replay, app: Applicants, econ: Economics, pd_role: st
     known = ok & ~np.isnan(y)
     limit = replay.limit_minor.astype(np.int64)
     assert (limit[~ok] == 0).all() and (limit[ok] > 0).all(), "approved loans need a limit, others none"
-    years = econ.balance_years()
+    # per loan, in minor units and exact integer arithmetic (principal x bps x balance-years):
+    # what it earns if repaid (floored) and what it costs if it defaults (ceiled)
+    num, den = econ.balance_fraction()
     margin_bps = replay.apr_bps.astype(np.int64) - econ.cost_of_funds_bps - econ.operating_cost_bps
-    # per loan, in minor units: what it earns if repaid, what it loses if it defaults
-    good_minor = np.floor(limit * margin_bps / 10_000 * years)
-    bad_minor = -(np.ceil(limit * np.nan_to_num(replay.lgd)) + np.ceil(
-        limit * (econ.cost_of_funds_bps + econ.operating_cost_bps) / 10_000 * years))
+    good_minor = (limit * margin_bps * num) // (10_000 * den)
+    cost_minor = -((-limit * (econ.cost_of_funds_bps + econ.operating_cost_bps) * num) // (10_000 * den))
+    bad_minor = -(np.ceil(limit * np.nan_to_num(replay.lgd)).astype(np.int64) + cost_minor)
     lgd = np.nan_to_num(replay.lgd)
     out = {
         "policy": replay.name, "version": replay.version, "path": replay.path,
