@@ -15,7 +15,7 @@ from plotly.offline import get_plotlyjs
 from rich.console import Console
 from rich.table import Table
 
-from fieldbank.decision.backtest import CURVE_LABELS, BacktestResult, Curve
+from fieldbank.decision.backtest import CURVE_LABELS, CURVE_NOTES, BacktestResult, Curve
 
 MAX_CHART_POINTS = 600  # per curve: the sweep is exact, the chart is thinned
 COLOURS = {"champion": "#1f77b4", "alternative": "#2ca02c", "traditional": "#d62728", "truth": "#7f7f7f"}
@@ -43,14 +43,15 @@ def inclusion_rows(result: BacktestResult) -> list[dict]:
     rows = []
     for role, curve in inc.curves.items():
         ex = curve.ex_ante_index(inc.target_bad_rate)
+        at = curve.index_at(inc.target_bad_rate)
         rows.append({
-            "policy (cut-off on)": CURVE_LABELS[role],
-            "model": result.applicants.model_keys.get(role, "true_pd_12m"),
-            f"approval at {inc.target_bad_rate:.0%} bad": _pct(inc.approval[role]),
+            "cut-off on": f"{CURVE_LABELS[role]} [{result.applicants.model_keys.get(role, 'true_pd_12m')}]",
+            f"approval @{inc.target_bad_rate:.0%}": _pct(inc.approval[role]),
+            "approved": f"{int(curve.approved_n[at]) if at is not None else 0:,}",
             "90% interval": _interval(inc.interval.get(role)),
-            "no-credit-file approved": _pct(inc.no_credit_file_approval.get(role)),
-            "ex-ante cut-off (mean PD ≤ target): approval": _pct(float(curve.approval_rate[ex]) if ex is not None else 0.0),
-            "… realized bad rate": _pct(float(curve.realized_bad_rate[ex]) if ex is not None else None),
+            "no-file approved": _pct(inc.no_credit_file_approval.get(role)),
+            "ex-ante approval": _pct(float(curve.approval_rate[ex]) if ex is not None else 0.0),
+            "ex-ante bad rate": _pct(float(curve.realized_bad_rate[ex]) if ex is not None else None),
         })
     return rows
 
@@ -58,22 +59,49 @@ def inclusion_rows(result: BacktestResult) -> list[dict]:
 def sensitivity_rows(result: BacktestResult) -> list[dict]:
     inc = result.inclusion
     champ = inc.approval["champion"]
-    return [{"policy (cut-off on)": CURVE_LABELS[role],
-             **{f"approval at {t:.0%} bad": _pct(v) for t, v in inc.approval_by_target[role].items()},
-             f"bad rate at {champ:.1%} approval": _pct(inc.bad_rate_at_champion_approval[role])}
+    return [{"cut-off on": CURVE_LABELS[role],
+             **{f"approval @{t:.0%}": _pct(v) for t, v in inc.approval_by_target[role].items()},
+             f"bad rate @{champ:.1%} approved": _pct(inc.bad_rate_at_champion_approval[role])}
             for role in inc.curves]
 
 
+POLICY_FIGURES = (  # (label, key, kind): what the policy table shows, one row each
+    ("applicants approved", "approval_rate", "pct"), ("approved", "approved", "int"),
+    ("declined", "declined", "int"), ("referred", "referred", "int"),
+    ("expected default rate (model PD)", "expected_default_rate", "pct"),
+    ("realized default rate", "realized_default_rate", "pct"),
+    ("lent", "lent_minor", "money"), ("mean APR", "mean_apr_bps", "bps"),
+    ("expected loss", "expected_loss_minor", "money"), ("realized loss", "realized_loss_minor", "money"),
+    ("expected profit", "expected_profit_minor", "money"), ("realized profit", "realized_profit_minor", "money"),
+    ("decisions per second", "decisions_per_s", "rate"),
+)
+
+
+def _fmt(value: float, kind: str, diff: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    sign = "+" if diff and value > 0 else ""
+    if kind == "pct":
+        return f"{sign}{value * 100:.2f} pt" if diff else _pct(value)
+    if kind == "money":
+        return sign + _money(int(value))
+    if kind == "bps":
+        return f"{sign}{value / 100:.2f}" + (" pt" if diff else "%")
+    return f"{sign}{value:,.0f}"
+
+
 def policy_rows(result: BacktestResult) -> list[dict]:
-    return [{
-        "policy": m["policy"], "approval": _pct(m["approval_rate"]),
-        "declined / referred": f"{m['declined']:,} / {m['referred']:,}",
-        "expected default": _pct(m["expected_default_rate"]), "realized default": _pct(m["realized_default_rate"]),
-        "lent": _money(m["lent_minor"]), "mean APR": "n/a" if math.isnan(m["mean_apr_bps"]) else f"{m['mean_apr_bps'] / 100:.2f}%",
-        "expected loss": _money(m["expected_loss_minor"]), "realized loss": _money(m["realized_loss_minor"]),
-        "expected profit": _money(m["expected_profit_minor"]), "realized profit": _money(m["realized_profit_minor"]),
-        "decisions/s": f"{m['decisions_per_s']:,.0f}",
-    } for m in result.policies]
+    """One row per figure; a column per policy (champion first) and the candidate's difference."""
+    pols = result.policies
+    if not pols:
+        return []
+    rows = []
+    for label, key, kind in POLICY_FIGURES:
+        row = {"figure": label, **{m["policy"]: _fmt(m[key], kind) for m in pols}}
+        if len(pols) == 2 and kind != "rate":
+            row["candidate - champion"] = _fmt(pols[1][key] - pols[0][key], kind, diff=True)
+        rows.append(row)
+    return rows
 
 
 def print_tables(result: BacktestResult, console: Console) -> None:
@@ -81,6 +109,8 @@ def print_tables(result: BacktestResult, console: Console) -> None:
     console.print(f"{s['applicants']:,} applicants as of {s['as_of']} ({_pct(s['no_credit_file_share'])} without a "
                   f"credit file); realized bad rate if all approved {_pct(s['population_bad_rate'])}; "
                   f"outcomes: {s['outcome_source']}")
+    for m in s["policies"]:
+        console.print(f"{m['policy']} policy: {m['path']} (version {m['version']})")
     for title, rows in (("inclusion: approval rate at the target bad rate, same applicants", inclusion_rows(result)),
                         ("sensitivity: other targets; bad rate at the champion's approval", sensitivity_rows(result)),
                         ("policies replayed (champion first)", policy_rows(result))):
@@ -88,7 +118,7 @@ def print_tables(result: BacktestResult, console: Console) -> None:
             continue
         t = Table(title=title)
         for col in rows[0]:
-            t.add_column(col, justify="left" if col in ("policy (cut-off on)", "policy", "model") else "right")
+            t.add_column(col, justify="left" if col in ("cut-off on", "figure") else "right")
         for r in rows:
             t.add_row(*(str(v) for v in r.values()))
         console.print(t)
@@ -191,12 +221,16 @@ def render_html(result: BacktestResult) -> str:
         "default at most at the target rate. The ex-ante cut-off is what a lender could set without outcomes: "
         "the loosest one whose mean model PD is at most the target.</p>",
         _table(inclusion_rows(result)),
+        "<ul>" + "".join(f"<li><b>{html.escape(CURVE_LABELS[r])}</b>: {html.escape(CURVE_NOTES[r])}</li>"
+                         for r in inc.curves) + "</ul>",
         "<p>How much the comparison depends on the target, and each curve's bad rate when it approves as many "
         "applicants as the champion does at the target:</p>",
         _table(sensitivity_rows(result)),
         _div(inclusion_figure(result), 520),
         _div(calibration_figure(result)),
         "<h2>Policies replayed</h2>",
+        "<ul>" + "".join(f"<li><b>{html.escape(m['policy'])}</b>: {html.escape(m['path'])} (version "
+                         f"{html.escape(m['version'])})</li>" for m in result.policies) + "</ul>",
         (_table(policy_rows(result)) if result.policies else "<p>No policy file given (--policy).</p>"),
         f"<p>Money: one loan per approved applicant, the limit set by the policy's terms, {econ['term_days']} days in "
         f"equal monthly installments (average balance {econ['balance_years']:.3f} x principal-years); a repaid loan "
