@@ -319,8 +319,9 @@ def inclusion(app: Applicants, target: float = TARGET_BAD_RATE, bootstrap: int =
         champ, trad = np.array(draws["champion"]), np.array(draws["traditional"])
         # a resample where the traditional policy approves nobody gives an unbounded ratio
         r_ = np.where(trad > 0, champ / np.where(trad > 0, trad, 1), np.inf)
-        ratio_interval = (float(np.quantile(r_, 0.05)), float(np.quantile(r_, 0.95)))
-        ratio_median = float(np.median(r_))
+        # "nearest": interpolating between an infinite and a finite ratio is undefined
+        ratio_interval = (float(np.quantile(r_, 0.05, method="nearest")), float(np.quantile(r_, 0.95, method="nearest")))
+        ratio_median = float(np.quantile(r_, 0.5, method="nearest"))
     by_target = {r: {t: c.approval_at(t) for t in SENSITIVITY_TARGETS} for r, c in curves.items()}
     at_champion = {r: c.bad_rate_at_approval(approval["champion"]) for r, c in curves.items()}
     return Inclusion(target, curves, approval, interval, ratio, ratio_interval, no_file_share, bootstrap,

@@ -37,6 +37,7 @@ def backtest_command(
     from fieldbank.config import load_settings
     from fieldbank.decision.backtest import BacktestError, Economics, run_backtest
     from fieldbank.decision.backtest_report import print_tables, write_outputs
+    from fieldbank.decision.policy import PolicyError
 
     console = Console()
     settings = load_settings(data_dir=data_dir)
@@ -52,7 +53,7 @@ def backtest_command(
             result = run_backtest(settings, policy, champion_policy, day, target_bad_rate, bootstrap,
                                   Economics(term_days=term_days), amount_minor,
                                   progress=lambda msg: bar.update(task, description=msg))
-        except BacktestError as e:
+        except (BacktestError, PolicyError, LookupError) as e:
             console.print(f"[red]backtest: {e}[/red]")
             raise typer.Exit(2) from None
     print_tables(result, console)
