@@ -57,8 +57,10 @@ FACTS: dict[str, tuple[type, ...]] = {
     "fraud_flags": (int,),
     "kind": (str,),
     "sanctions_hit": (bool,),
+    "scored": (bool,),
 }
-REQUIRED_FACTS = tuple(k for k in FACTS if k != "sanctions_hit")
+OPTIONAL_FACTS = {"sanctions_hit": False, "scored": True}  # defaults when absent
+REQUIRED_FACTS = tuple(k for k in FACTS if k not in OPTIONAL_FACTS)
 
 
 class PolicyError(Exception):
@@ -121,7 +123,8 @@ def _check_facts(facts: dict[str, Any]) -> dict[str, Any]:
     clean = dict(facts)
     if isinstance(clean.get("fraud_flags"), (list, tuple)):
         clean["fraud_flags"] = len(clean["fraud_flags"])
-    clean.setdefault("sanctions_hit", False)
+    for name, default in OPTIONAL_FACTS.items():
+        clean.setdefault(name, default)
     for name, types in FACTS.items():
         value = clean[name]
         if isinstance(value, bool) and bool not in types:
@@ -138,7 +141,7 @@ PROBE_FACTS: dict[str, Any] = {
     "pd_12m": 0.03, "thin_file": False, "age_years": 40, "months_observed": 24,
     "monthly_revenue_minor": 2_000_000, "monthly_income_minor": 500_000, "existing_exposure_minor": 0,
     "requested_amount_minor": 1_000_000, "term_days": 180, "fraud_flags": 0, "kind": "business",
-    "sanctions_hit": False,
+    "sanctions_hit": False, "scored": True,
 }
 
 
