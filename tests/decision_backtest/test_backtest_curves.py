@@ -134,21 +134,38 @@ def test_as_of_must_follow_the_training_window(tmp_path: Path) -> None:
         choose_as_of({}, tmp_path, dt.date(2024, 8, 1))
 
 
-def test_facts_from_the_portrait() -> None:
-    app = planted(n_good=2, n_bad=1)
+def test_facts_as_the_service_builds_them() -> None:
+    from fieldbank.decision.sources import Parties
+
+    app = planted(n_good=5, n_bad=0)
     f = app.frame
-    f["party_age_years"] = [40, np.nan, 30]
-    f["party_tenure_days"] = [3040.0, 100.0, 0.0]
-    f["credit_file_age_days"] = [800.0, np.nan, 100.0]
-    f["hh_income_minor_365d"] = [1_200_000, 0, np.nan]
-    f["biz_revenue_minor_365d"] = [0, 0, 0]
-    f["credit_open_principal_minor"] = [50_000, np.nan, 0]
-    facts = applicant_facts(app, term_days=180)
-    assert facts[0]["thin_file"] is False and facts[1]["thin_file"] is True and facts[2]["thin_file"] is True
-    assert [x["age_years"] for x in facts] == [40, -1, 30]
-    assert facts[0]["monthly_income_minor"] == 100_000 and facts[2]["monthly_income_minor"] == 0
-    assert facts[0]["months_observed"] == 100 and facts[0]["existing_exposure_minor"] == 50_000
-    assert all(x["term_days"] == 180 and x["fraud_flags"] == 0 and isinstance(x["pd_12m"], float) for x in facts)
+    f["party_kind"] = ["household", "household", "business", "household", "household"]
+    f["party_age_years"] = [40, np.nan, 30, np.nan, 50]
+    f["party_tenure_days"] = [3000.0, 100.0, 0.0, 400.0, 900.0]
+    f["thin_families_with_data_n"] = [3, 1, 0, 2, 2]
+    f["thin_has_credit_file"] = [1, 0, 0, 0, 1]
+    f["hh_income_minor_90d"] = [300_000, 0, 0, 90_000, 600_000]
+    f["hh_income_minor_365d"] = [1_200_000, 0, 0, 360_000, 2_400_000]
+    f["biz_revenue_minor_90d"] = [0, 0, 9_000_000, 0, 0]
+    # the lake's parties: P00001 has a birth year the portrait lacks; four parties share a device;
+    # P00004 declares far more income than it is seen to receive
+    parties = Parties({"party_id": [f"P{i:05d}" for i in range(5)] + ["X1"],
+                       "kind": ["household", "household", "business", "household", "household", "household"],
+                       "birth_year": [1984, 1990, 1994, None, 1974, 1980],
+                       "declared_income_minor": [None, None, None, None, 9_000_000, None],
+                       "phone_hash": ["p0", "p1", "p2", "p3", "p4", "p5"],
+                       "device_hash": ["d0", "dd", "dd", "dd", "d4", "dd"]})
+    sf = applicant_facts(app, parties=parties, term_days=180)
+    facts = sf.facts
+    assert [x["age_years"] for x in facts] == [40, 34, 30, 0, 50]  # as_of 2024: 2024 - birth year
+    assert sf.service_refer[3] and sf.service_refer[0] is None  # unknown age: the service refers
+    assert [x["thin_file"] for x in facts] == [False, True, True, True, False]
+    assert facts[0]["monthly_income_minor"] == 100_000 and facts[2]["monthly_revenue_minor"] == 3_000_000
+    assert facts[0]["months_observed"] == 100 and facts[2]["months_observed"] == 0  # no data: 0 months
+    assert sf.flags[1] == ["shared_device"] and sf.flags[0] == []  # "dd" is used by 4 > 3 parties
+    assert sf.flags[4] == ["declared_income_above_observed"] and facts[4]["fraud_flags"] == 1
+    assert all(x["term_days"] == 180 and x["existing_exposure_minor"] == 0 and isinstance(x["pd_12m"], float)
+               for x in facts)
 
 
 def test_html_report_is_self_contained(tmp_path: Path) -> None:

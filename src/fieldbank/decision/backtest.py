@@ -78,6 +78,7 @@ class Applicants:
     model_keys: dict[str, str]  # role -> model key in the registry version
     outcome_source: str
     training_window: dict = field(default_factory=dict)
+    portrait_path: Path | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -190,7 +191,7 @@ def build_applicants(settings, as_of: dt.date | None = None, model_folder: Path 
         source = (f"lake loans: 90+ DPD within {horizon} days of {as_of}, known only for parties with a loan "
                   "in that window")
     assert frame["party_id"].is_unique
-    return Applicants(frame.reset_index(drop=True), as_of, folder, keys, source, meta.get("training_window", {}))
+    return Applicants(frame.reset_index(drop=True), as_of, folder, keys, source, meta.get("training_window", {}), path)
 
 
 def _horizon_days(meta: dict) -> int:
@@ -372,6 +373,7 @@ class Replay:
     lgd: np.ndarray  # float, the policy's LGD term (NaN unless approved)
     decline_reasons: dict[str, int]  # top reasons -> count
     seconds: float
+    fraud_flagged: int = 0  # applicants with at least one replayed fraud flag
 
     def approved(self) -> np.ndarray:
         return self.outcome == "approve"
@@ -409,41 +411,72 @@ def policy_metrics(replay: Replay, app: Applicants, econ: Economics, pd_role: st
         "realized_loss_minor": int(np.ceil(limit * lgd)[known & (y == 1)].sum()),
         "expected_profit_minor": int(round(float(((1 - pd_) * good_minor + pd_ * bad_minor)[ok].sum()))),
         "realized_profit_minor": int(np.where(y == 1, bad_minor, good_minor)[known].sum()),
+        "fraud_flagged": replay.fraud_flagged,
         "seconds": replay.seconds,
         "decisions_per_s": n / replay.seconds if replay.seconds > 0 else float("inf"),
     }
     return out
 
 
-def applicant_facts(app: Applicants, term_days: int = STANDARD_LOAN_TERM_DAYS) -> list[dict]:
-    """The policy's facts (fieldbank.decision.policy.FACTS) for every applicant, from the portrait.
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What the decision service knows of each applicant besides the policy's facts: the
+    service's own rules (here: age unknown -> refer) and the fraud flags it raised."""
 
-    Thin file: no credit file, or one younger than a year. Income and revenue: the last 365
-    days' observed flows / 12. Unknown age: -1 (a policy's age rule then treats it as unknown).
-    Fraud flags and sanctions are not replayed (0 / False): they need the application itself."""
+    facts: list[dict]
+    service_refer: list[str | None]  # the reason of a service-level refer, or None
+    flags: list[list[str]]
+
+
+def applicant_facts(app: Applicants, decision_settings=None, parties=None,
+                    term_days: int = STANDARD_LOAN_TERM_DAYS) -> ServiceFacts:
+    """The policy's facts for every applicant, built the way `DecisionService.apply_timed`
+    builds them for an existing party (fieldbank/decision/service.py), with the applicants'
+    as_of as "today":
+
+    * portrait facts from `fieldbank.decision.sources.Portrait` (the service's own reader);
+    * age from the lake's birth year, else the portrait; unknown -> 0 and a service refer;
+    * fraud flags the lake can replay: a phone or device shared by more than k parties, declared
+      income above k x observed inflows. Velocity flags need the application history and
+      sanctions need the application's ID: not replayed (0 / False);
+    * existing exposure with us: 0 (the backtest's applicants have no loans from this bank)."""
+    from fieldbank.config import DecisionSettings
+    from fieldbank.decision.sources import Portrait
+
+    c = decision_settings or DecisionSettings()
     f = app.frame
-    n = len(f)
-
-    def col(name: str) -> np.ndarray:
-        return f[name].to_numpy(np.float64, na_value=np.nan) if name in f else np.full(n, np.nan)
-
-    def minor(name: str) -> list[int]:
-        return np.nan_to_num(col(name)).astype(np.int64).tolist()
-
-    age, credit_age = col("party_age_years"), col("credit_file_age_days")
-    columns = {
-        "pd_12m": f["pd_champion"].to_numpy(np.float64).tolist(),
-        "thin_file": (np.isnan(credit_age) | (credit_age < 365)).tolist(),
-        "age_years": np.where(np.isnan(age), -1, age).astype(np.int64).tolist(),
-        "months_observed": (np.nan_to_num(col("party_tenure_days")) // 30.4).astype(np.int64).tolist(),
-        "monthly_revenue_minor": [v // 12 for v in minor("biz_revenue_minor_365d")],
-        "monthly_income_minor": [v // 12 for v in minor("hh_income_minor_365d")],
-        "existing_exposure_minor": minor("credit_open_principal_minor"),
-        "requested_amount_minor": f["requested_amount_minor"].astype(np.int64).tolist(),
-        "kind": f["party_kind"].astype(str).tolist(),
-    }
-    return [{**{k: v[i] for k, v in columns.items()}, "term_days": int(term_days), "fraud_flags": 0,
-             "sanctions_hit": False} for i in range(n)]
+    portrait = Portrait(app.as_of, app.portrait_path or Path("portrait"), f)
+    pd_ = f["pd_champion"].to_numpy(np.float64)
+    requested = f["requested_amount_minor"].astype(np.int64).tolist()
+    facts, refer, all_flags = [], [], []
+    for i, party_id in enumerate(f["party_id"].astype(str).tolist()):
+        pf = portrait.facts(i)
+        party = parties.get(party_id) if parties is not None else None
+        kind = (party or {}).get("kind") or pf.kind
+        if party and party.get("birth_year"):
+            age = app.as_of.year - int(party["birth_year"])
+        else:
+            age = pf.age_years
+        flags = []
+        if parties is not None and party:
+            if party.get("phone_hash") and parties.phone_parties.get(party["phone_hash"], 0) > c.shared_identity_max_parties:
+                flags.append("shared_phone")
+            if party.get("device_hash") and parties.device_parties.get(party["device_hash"], 0) > c.shared_identity_max_parties:
+                flags.append("shared_device")
+        declared = (party or {}).get("declared_income_minor")
+        if declared and declared > c.declared_income_floor_minor \
+                and declared > c.declared_income_max_ratio * pf.observed_inflow_minor_365d:
+            flags.append("declared_income_above_observed")
+        facts.append({
+            "pd_12m": float(pd_[i]), "thin_file": pf.thin_file, "age_years": age if age is not None else 0,
+            "months_observed": pf.months_observed, "monthly_revenue_minor": pf.monthly_revenue_minor,
+            "monthly_income_minor": pf.monthly_income_minor or (declared or 0) // 12,
+            "existing_exposure_minor": 0, "requested_amount_minor": requested[i], "term_days": int(term_days),
+            "fraud_flags": len(flags), "kind": kind or "household", "sanctions_hit": False, "scored": True,
+        })
+        refer.append(None if age is not None else "We could not confirm your age; the application will be reviewed.")
+        all_flags.append(flags)
+    return ServiceFacts(facts, refer, all_flags)
 
 
 def timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:
@@ -530,20 +563,24 @@ class BatchPolicy:
                                   f"({ref.outcome}/{ref.grade}/{ref.terms} vs {mine.outcome}/{mine.grade}/{mine.terms})")
 
 
-def replay_policy(path: Path, app: Applicants, econ: Economics = Economics(), name: str | None = None) -> Replay:
-    """Every applicant through the policy file, then limit and price as the decision service
-    sets them. An approval whose limit is below the minimum offer, or whose capped price does
-    not cover cost, is a decline; an approval without limit terms is a refer (never lend
-    without a limit)."""
+def replay_policy(path: Path, app: Applicants, econ: Economics = Economics(), name: str | None = None,
+                  decision_settings=None, parties=None) -> Replay:
+    """Every applicant through the policy file, then limit and price, with the decision
+    service's precedence (decline > refer > approve, its own refers included) and rules: a
+    limit of 0 (below the minimum offer) or a price that cannot cover cost under the legal
+    maximum turns an approval into a decline."""
+    from fieldbank.config import DecisionSettings
     from fieldbank.decision.pricing import LimitParams, PricingParams, credit_limit_minor, price
 
+    c = decision_settings or DecisionSettings()
     started = time.perf_counter()
     policy = BatchPolicy(Path(path))
-    facts = applicant_facts(app, econ.term_days)
-    decided = policy.decide(facts)
-    params = PricingParams(cost_of_funds_bps=econ.cost_of_funds_bps, operating_cost_bps=econ.operating_cost_bps)
-    min_limit = LimitParams().min_limit_minor
-    n = len(facts)
+    sf = applicant_facts(app, c, parties, econ.term_days)
+    decided = policy.decide(sf.facts)
+    params = PricingParams(cost_of_funds_bps=econ.cost_of_funds_bps, operating_cost_bps=econ.operating_cost_bps,
+                           max_apr_bps=c.max_apr_bps)
+    limits = LimitParams()
+    n = len(sf.facts)
     outcome = np.empty(n, dtype=object)
     grade = np.empty(n, dtype=object)
     limit = np.zeros(n, np.int64)
@@ -554,37 +591,39 @@ def replay_policy(path: Path, app: Applicants, econ: Economics = Economics(), na
     def why(text: str) -> None:
         reasons[text] = reasons.get(text, 0) + 1
 
-    for i, (fact, res) in enumerate(zip(facts, decided)):
-        out, grade[i] = res.outcome, res.grade
-        if out == "approve":
+    for i, (fact, res) in enumerate(zip(sf.facts, decided)):
+        grade[i] = res.grade
+        out = res.outcome
+        if out != "decline" and sf.service_refer[i]:
+            out = "refer"
+            why(sf.service_refer[i])
+        elif out == "approve":
             terms = res.terms
-            if "limit_income_months" not in terms or "max_limit_minor" not in terms or "lgd" not in terms:
-                out = "refer"
-                why("policy approved without limit/LGD terms")
+            lim = credit_limit_minor(
+                kind=fact["kind"], monthly_revenue_minor=fact["monthly_revenue_minor"],
+                monthly_income_minor=fact["monthly_income_minor"],
+                existing_exposure_minor=fact["existing_exposure_minor"],
+                requested_amount_minor=fact["requested_amount_minor"], pd_12m=fact["pd_12m"],
+                limit_income_months=terms.get("limit_income_months", 0.0),
+                max_limit_minor=terms.get("max_limit_minor", 0.0), limit_factor=terms.get("limit_factor", 1.0),
+                params=limits)
+            quote = price(fact["pd_12m"], terms.get("lgd", 1.0), margin_bps=terms.get("margin_bps", 0.0), params=params)
+            if lim == 0:
+                out = "decline"
+                why("limit below the minimum offer")
+            elif not quote.covers_cost:
+                out = "decline"
+                why("price above the legal maximum")
             else:
-                lim = credit_limit_minor(
-                    kind=fact["kind"], monthly_revenue_minor=fact["monthly_revenue_minor"],
-                    monthly_income_minor=fact["monthly_income_minor"],
-                    existing_exposure_minor=fact["existing_exposure_minor"],
-                    requested_amount_minor=fact["requested_amount_minor"], pd_12m=fact["pd_12m"],
-                    limit_income_months=terms["limit_income_months"], max_limit_minor=terms["max_limit_minor"],
-                    limit_factor=terms.get("limit_factor", 1.0))
-                quote = price(fact["pd_12m"], terms["lgd"], margin_bps=terms.get("margin_bps", 0), params=params)
-                if lim < min_limit:
-                    out = "decline"
-                    why("limit below the minimum offer")
-                elif not quote.covers_cost:
-                    out = "decline"
-                    why("price capped below cost")
-                else:
-                    limit[i], apr[i], lgd[i] = lim, quote.apr_bps, terms["lgd"]
+                limit[i], apr[i], lgd[i] = lim, quote.apr_bps, terms.get("lgd", 1.0)
         elif res.reasons:
             why(res.reasons[0])
         outcome[i] = out
     seconds = time.perf_counter() - started
     top = dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:MAX_REASONS_SHOWN])
+    flagged = sum(1 for fl in sf.flags if fl)
     return Replay(name or Path(path).stem, str(path), policy.policy.version, outcome.astype(str),
-                  grade.astype(str), limit, apr, lgd, top, seconds)
+                  grade.astype(str), limit, apr, lgd, top, seconds, flagged)
 
 
 # --------------------------------------------------------------------------- the whole run
@@ -636,10 +675,14 @@ def _ex_ante(curve: Curve, target: float) -> dict:
 
 def run_backtest(settings, policy: Path | None = None, champion_policy: Path | None = None,
                  as_of: dt.date | None = None, target: float = TARGET_BAD_RATE,
-                 bootstrap: int = DEFAULT_BOOTSTRAP, econ: Economics = Economics(),
+                 bootstrap: int = DEFAULT_BOOTSTRAP, term_days: int = STANDARD_LOAN_TERM_DAYS,
                  requested_amount_minor: int | None = None,
                  progress: Callable[[str], None] | None = None) -> BacktestResult:
-    """Applicants, inclusion curves, then each policy replayed (champion first)."""
+    """Applicants, inclusion curves, then each policy replayed (champion first). Cost of funds,
+    operating cost, the legal maximum APR and the fraud thresholds are the decision service's
+    settings (`settings.decision`)."""
+    econ = Economics(term_days=term_days, cost_of_funds_bps=settings.decision.cost_of_funds_bps,
+                     operating_cost_bps=settings.decision.operating_cost_bps)
     seconds: dict[str, float] = {}
     app, seconds["applicants"] = timed(build_applicants, settings, as_of, None, progress)
     if requested_amount_minor is not None:
@@ -652,6 +695,11 @@ def run_backtest(settings, policy: Path | None = None, champion_policy: Path | N
         progress("inclusion curves and bootstrap")
     inc, seconds["inclusion"] = timed(inclusion, app, target, bootstrap)
     replays, metrics = [], []
+    parties = None
+    if policy or champion_policy:
+        from fieldbank.decision.sources import Parties
+
+        parties, seconds["parties"] = timed(Parties.load, settings.lake_dir)
     for label, path in (("champion", champion_policy), ("candidate", policy)):
         if path is None:
             continue
@@ -659,7 +707,7 @@ def run_backtest(settings, policy: Path | None = None, champion_policy: Path | N
             raise BacktestError(f"{label} policy {path}: no such file")
         if progress:
             progress(f"replaying {len(app):,} applicants under the {label} policy {path}")
-        rep = replay_policy(Path(path), app, econ, name=label)
+        rep = replay_policy(Path(path), app, econ, name=label, decision_settings=settings.decision, parties=parties)
         replays.append(rep)
         metrics.append(policy_metrics(rep, app, econ))
         seconds[f"replay {label}"] = rep.seconds

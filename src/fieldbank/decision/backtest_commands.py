@@ -12,14 +12,12 @@ from rich.console import Console
 # --------------------------------------------------------------------------- CLI verb
 
 
-DEFAULT_CHAMPION_POLICY = Path("policies/credit_policy.json")
-
 
 def backtest_command(
     policy: Path = typer.Option(None, "--policy", help="candidate policy (GoRules JDM JSON) to replay"),
     champion_policy: Path = typer.Option(None, "--champion-policy",
-                                         help=f"current policy to compare with (default {DEFAULT_CHAMPION_POLICY} "
-                                              "when it exists)"),
+                                         help="current policy to compare with (default: the decision "
+                                              "service's policy_path, policies/credit_policy.json)"),
     as_of: str = typer.Option(None, "--as-of", help="applicants' date YYYY-MM-DD (a month start after the models' "
                               "training window); default: the newest month with a ground-truth outcome"),
     target_bad_rate: float = typer.Option(0.02, min=0.001, max=0.5, help="bad rate at which approval is compared"),
@@ -35,14 +33,14 @@ def backtest_command(
     from rich.progress import Progress
 
     from fieldbank.config import load_settings
-    from fieldbank.decision.backtest import BacktestError, Economics, run_backtest
+    from fieldbank.decision.backtest import BacktestError, run_backtest
     from fieldbank.decision.backtest_report import print_tables, write_outputs
     from fieldbank.decision.policy import PolicyError
 
     console = Console()
     settings = load_settings(data_dir=data_dir)
-    if champion_policy is None and DEFAULT_CHAMPION_POLICY.is_file():
-        champion_policy = DEFAULT_CHAMPION_POLICY
+    if champion_policy is None and settings.decision.policy_path.is_file():
+        champion_policy = settings.decision.policy_path
     try:
         day = dt.date.fromisoformat(as_of) if as_of else None
     except ValueError:
@@ -51,7 +49,7 @@ def backtest_command(
         task = bar.add_task("backtest", total=None)
         try:
             result = run_backtest(settings, policy, champion_policy, day, target_bad_rate, bootstrap,
-                                  Economics(term_days=term_days), amount_minor,
+                                  term_days, amount_minor,
                                   progress=lambda msg: bar.update(task, description=msg))
         except (BacktestError, PolicyError, LookupError) as e:
             console.print(f"[red]backtest: {e}[/red]")
