@@ -425,12 +425,15 @@ class DecisionService:
 
     # ---- accept --------------------------------------------------------------------------
 
-    def accept(self, decision_id: str, idempotency_key: str, amount_minor: int | None = None) -> AcceptOut:
+    def accept(self, decision_id: str, idempotency_key: str, amount_minor: int | None = None,
+               on: dt.date | None = None) -> AcceptOut:
         """Hand an approved, unexpired offer to the bank core: a credit line (or loan) opens with
-        the offer's limit and APR. One acceptance per offer; the same key replays it."""
+        the offer's limit and APR (value date `on`, default the bank's open business date).
+        One acceptance per offer; the same key replays it."""
         if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
             raise DomainError("Idempotency-Key", idempotency_key, f"required, 1..{MAX_KEY_LENGTH} characters")
-        request_hash = _canonical_hash({"operation": "accept", "decision_id": decision_id, "amount_minor": amount_minor})
+        request_hash = _canonical_hash({"operation": "accept", "decision_id": decision_id, "amount_minor": amount_minor,
+                                        "on": on})
         stored = self._acceptance(decision_id, idempotency_key, request_hash)
         if stored is not None:
             return stored
@@ -451,7 +454,7 @@ class DecisionService:
             raise DomainError("amount_minor", amount, f"between 1 and the offered limit {row['limit_minor']}")
         product_code = json.loads(row["response_json"])["product_code"]
         opened = self.bank.open_line(offer_id=decision_id, party_id=row["party_id"], product_code=product_code,
-                                     amount_minor=amount, apr_bps=row["apr_bps"],
+                                     amount_minor=amount, apr_bps=row["apr_bps"], on=on,
                                      idempotency_key=f"decision-accept:{decision_id}")
         out = AcceptOut(decision_id=decision_id, loan_id=opened["loan_id"], product_code=product_code,
                         amount_minor=amount, apr_bps=row["apr_bps"], accepted_at=now)
