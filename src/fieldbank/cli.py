@@ -137,6 +137,12 @@ def demo_command(
                   f"closed {report.first_day} .. {report.last_day}")
     trial_balance_command(data_dir=settings.data_dir, database_url=settings.database_url)
     portfolio_command(data_dir=settings.data_dir, database_url=settings.database_url)
+    console.rule("[bold]backtest: a candidate policy vs the champion, portrait vs traditional data, on every party")
+    from fieldbank.config import REPO_POLICIES_DIR
+
+    backtest_command(policy=REPO_POLICIES_DIR / "candidate_tight_cutoff.json", champion_policy=None, as_of=None,
+                     target_bad_rate=0.02, bootstrap=200, term_days=365, amount_minor=None, out=None,
+                     data_dir=settings.data_dir)
     console.print(f"[green]demo done[/green]: lake {settings.lake_dir}, ground truth {settings.truth_dir}, "
                   f"bank database {settings.database_url}; loan outcomes exported to {settings.lake_dir / 'loans'}")
 
