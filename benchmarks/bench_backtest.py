@@ -27,6 +27,7 @@ from fieldbank.config import load_settings
 from fieldbank.decision.backtest import BatchPolicy, applicant_facts, build_applicants, inclusion
 from fieldbank.decision.policy import Policy
 from fieldbank.decision.sources import Parties
+import fieldbank.risk.scoring  # noqa: F401  (imported before the clock starts: lightgbm + sklearn take seconds)
 
 MAX_BASELINE_ROWS = 100_000
 

@@ -60,3 +60,23 @@ def test_backtest_refuses_dates_the_models_saw(economy) -> None:
     res = CliRunner().invoke(app, ["backtest", "--data-dir", str(economy.data_dir), "--as-of", "2024-01-01",
                                    "--bootstrap", "0"])
     assert res.exit_code == 2 and "after the models' training window" in res.output
+
+
+@pytest.mark.slow
+def test_without_truth_outcomes_come_from_the_lake(economy, tmp_path: Path) -> None:
+    from fieldbank.decision.backtest import BacktestError, run_backtest
+
+    settings = load_settings(data_dir=economy.data_dir, truth_dir=tmp_path / "no_truth")
+    # the 180-day window of a date after the OOT month (2024-01-01) must close before the lake ends (2024-07-01)
+    with pytest.raises(BacktestError, match="outcome window ends after"):
+        run_backtest(settings, as_of=dt.date(2024, 2, 1), bootstrap=0)
+    with pytest.raises(BacktestError, match="--amount-minor"):
+        run_backtest(settings, champion_policy=REPO / "policies" / "credit_policy.json",
+                     as_of=dt.date(2024, 1, 2), bootstrap=0)
+    result = run_backtest(settings, champion_policy=REPO / "policies" / "credit_policy.json",
+                          as_of=dt.date(2024, 1, 2), bootstrap=0, requested_amount_minor=500_000)
+    frame = result.applicants.frame
+    known = frame["realized_default"].notna()
+    assert 0 < known.sum() < len(frame)  # only parties with a loan in the window have an outcome
+    assert "truth" not in result.inclusion.curves and "lake loans" in result.applicants.outcome_source
+    assert result.policies[0]["outcomes_known"] <= result.policies[0]["approved"]

@@ -143,6 +143,15 @@ def build_applicants(settings, as_of: dt.date | None = None, model_folder: Path 
     if has_truth and as_of not in truth_month_starts(settings.truth_dir):
         raise BacktestError(f"as_of={as_of}: the ground truth has outcomes only for month starts "
                             f"{truth_month_starts(settings.truth_dir)[0]}..{truth_month_starts(settings.truth_dir)[-1]}")
+    if not has_truth:  # outcomes from the lake: the label window must be fully observed
+        from fieldbank.risk.dataset import observed_until_of
+
+        horizon = _horizon_days(meta)
+        observed_until = observed_until_of(settings.lake_dir)
+        if as_of + dt.timedelta(days=horizon) > observed_until:
+            raise BacktestError(f"as_of={as_of}: its {horizon}-day outcome window ends after the lake's observed "
+                                f"period ({observed_until}); without ground truth the latest usable date is "
+                                f"{observed_until - dt.timedelta(days=horizon)}")
     if progress:
         progress(f"portrait as of {as_of}")
     (path,) = ensure_portraits(settings.data_dir, settings.lake_dir, [as_of], progress)
@@ -182,7 +191,6 @@ def build_applicants(settings, as_of: dt.date | None = None, model_folder: Path 
         source = ("simulator ground truth: 90+ DPD within 12 months on the standard loan "
                   f"(2 months of true income, 12 installments) taken on {as_of}")
     else:
-        horizon = _horizon_days(meta)
         lab = labels_at(settings.lake_dir, as_of, horizon, "exposed")
         frame = frame.merge(lab, on="party_id", how="left", validate="one_to_one")
         frame["realized_default"] = frame.pop("label").astype(np.float64)  # NaN: no loan, outcome unknown
@@ -195,9 +203,14 @@ def build_applicants(settings, as_of: dt.date | None = None, model_folder: Path 
 
 
 def _horizon_days(meta: dict) -> int:
-    label = meta.get("label", "")
-    digits = [int(t) for t in label.replace("+", " ").replace(",", " ").split() if t.isdigit()]
-    return max(digits) if digits else 365
+    """The model's label horizon, from metadata.json's label rule (risk/portrait_training.py
+    writes "... in [as_of, as_of + N d)")."""
+    import re
+
+    found = re.search(r"as_of \+ (\d+) d", meta.get("label", ""))
+    if not found:
+        raise BacktestError(f"cannot read the label horizon from the model's metadata label {meta.get('label')!r}")
+    return int(found.group(1))
 
 
 # --------------------------------------------------------------------------- inclusion curves
