@@ -179,5 +179,11 @@ def test_html_report_is_self_contained(tmp_path: Path) -> None:
     page = text.replace(get_plotlyjs(), "")  # (the bundle itself mentions a CDN in its own code)
     assert "src=" not in page and "cdn" not in page.lower() and "http" not in page
     assert "Plotly.newPlot" in text and "91.80%" in text
-    assert '"target_bad_rate": 0.02' in json_path.read_text()
+    import json
+
+    def no_nan(name: str):
+        raise AssertionError(f"{name} in the JSON")
+
+    summary = json.loads(json_path.read_text(), parse_constant=no_nan)  # strict JSON: no NaN / Infinity
+    assert summary["target_bad_rate"] == 0.02 and summary["approval_at_target"]["champion"] == 0.918
     assert render_html(result).count("<table>") >= 3

@@ -255,11 +255,23 @@ def write_outputs(result: BacktestResult, html_path: Path) -> tuple[Path, Path]:
     html_path.parent.mkdir(parents=True, exist_ok=True)
     json_path = html_path.with_suffix(".json")
     for path, text in ((html_path, render_html(result)),
-                       (json_path, json.dumps(result.summary(), indent=1, default=_json_default))):
+                       (json_path, json.dumps(_finite(result.summary()), indent=1, default=_json_default,
+                                              allow_nan=False))):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     return html_path, json_path
+
+
+def _finite(o: object) -> object:
+    """NaN and infinity are not JSON: null (a rate with nothing to divide, an unbounded ratio)."""
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if isinstance(o, (float, np.floating)) and not math.isfinite(float(o)):
+        return None
+    return o
 
 
 def _json_default(o: object) -> object:
