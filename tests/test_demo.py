@@ -46,6 +46,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # Models were trained on the portraits, registered with a report, promoted, and used to score.
     assert (data_dir / "models" / "portrait" / "0001" / "report.html").exists()
     assert "champion is now portrait v1" in result.output and "score" in result.output
+    # The backtest replayed every party under the candidate and the champion policy, with the inclusion curves.
+    assert list((data_dir / "reports").glob("backtest_*.html")) and "champion / traditional approval" in result.output
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:

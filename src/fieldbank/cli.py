@@ -14,6 +14,7 @@ from rich.console import Console
 
 from fieldbank import contract
 from fieldbank.bank.commands import bank_app, close_day_command
+from fieldbank.decision.backtest_commands import backtest_command
 from fieldbank.lake.commands import ingest_command
 from fieldbank.risk.commands import models_app, score_command, train_command
 from fieldbank.portrait.commands import features_command, portrait_command, portrait_report_command
@@ -38,6 +39,7 @@ app.add_typer(bank_app, name="bank")
 app.command("portrait")(portrait_command)
 app.command("features")(features_command)
 app.command("portrait-report")(portrait_report_command)
+app.command("backtest")(backtest_command)
 
 
 @app.command("serve")
@@ -135,6 +137,12 @@ def demo_command(
                   f"closed {report.first_day} .. {report.last_day}")
     trial_balance_command(data_dir=settings.data_dir, database_url=settings.database_url)
     portfolio_command(data_dir=settings.data_dir, database_url=settings.database_url)
+    console.rule("[bold]backtest: a candidate policy vs the champion, portrait vs traditional data, on every party")
+    from fieldbank.config import REPO_POLICIES_DIR
+
+    backtest_command(policy=REPO_POLICIES_DIR / "candidate_tight_cutoff.json", champion_policy=None, as_of=None,
+                     target_bad_rate=0.02, bootstrap=200, term_days=365, amount_minor=None, out=None,
+                     data_dir=settings.data_dir)
     console.print(f"[green]demo done[/green]: lake {settings.lake_dir}, ground truth {settings.truth_dir}, "
                   f"bank database {settings.database_url}; loan outcomes exported to {settings.lake_dir / 'loans'}")
 
