@@ -32,6 +32,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.bank = bank
     install_error_handlers(app)
     app.include_router(bank_router)
+    from fieldbank.web import install_web  # the borrower pages and the ops dashboard
+
+    install_web(app, settings)
 
     @app.get("/health")
     def health() -> dict[str, str]:

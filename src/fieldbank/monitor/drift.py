@@ -138,17 +138,23 @@ def compute_drift(settings, seed: int = 7) -> dict[str, Any]:
     }
 
 
+def _newest_portrait(data_dir: Path) -> dt.date | None:
+    root = Path(data_dir) / "portraits"
+    days = [p.name.split("=", 1)[1] for p in root.glob("as_of=*") if p.is_dir()] if root.is_dir() else []
+    return dt.date.fromisoformat(max(days)) if days else None
+
+
 def cache_path(settings) -> Path | None:
     """Where the drift of the current champion on the newest portrait is cached (None: no
-    champion or no portrait yet)."""
-    from fieldbank.risk.scoring import newest_portrait_date, resolve_model
+    champion or no portrait yet). Reads only the registry pointer: no model library import."""
+    from fieldbank.risk import registry
 
-    try:
-        folder = resolve_model(settings.models_dir)
-        newest = newest_portrait_date(settings.data_dir)
-    except (LookupError, FileNotFoundError, ValueError):
+    champion = registry.get_champion(settings.models_dir)
+    newest = _newest_portrait(settings.data_dir)
+    if champion is None or newest is None:
         return None
-    return Path(settings.data_dir) / "monitor" / f"drift-{folder.parent.name}-v{folder.name}-{newest}.json"
+    name, version = champion
+    return Path(settings.data_dir) / "monitor" / f"drift-{name}-v{int(version):04d}-{newest}.json"
 
 
 def load_or_compute_drift(settings, *, compute: bool = True) -> dict[str, Any] | None:
