@@ -102,8 +102,10 @@ def demo_command(
     borrowers: int = typer.Option(300, min=1, max=5_000, help="parties the demo bank lends to"),
     bank_days: int = typer.Option(240, min=2, max=730, help="business days the demo bank closes"),
     data_dir: Path = typer.Option(Path("var/demo"), help="where the demo writes everything"),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="end by serving the web pages (--no-serve: tests, CI)"),
+    port: int = typer.Option(8000, min=1, max=65535, help="port the demo serves on"),
 ) -> None:
-    """The main job end to end on embedded defaults: simulate, ingest, book and service loans."""
+    """The main job end to end on embedded defaults: simulate, ingest, book and service loans, serve."""
     from fieldbank.bank.commands import portfolio_command, trial_balance_command
     from fieldbank.config import load_settings
     from fieldbank.demo import DEMO_HORIZON_DAYS, book_and_service, first_party, portrait_dates
@@ -136,6 +138,10 @@ def demo_command(
     portfolio_command(data_dir=settings.data_dir, database_url=settings.database_url)
     console.print(f"[green]demo done[/green]: lake {settings.lake_dir}, ground truth {settings.truth_dir}, "
                   f"bank database {settings.database_url}; loan outcomes exported to {settings.lake_dir / 'loans'}")
+    from fieldbank.web.demo_step import serve_demo
+
+    console.rule("[bold]web: the borrower pages and the operations dashboard")
+    serve_demo(settings, console, port=port, serve=serve)
 
 
 if __name__ == "__main__":
