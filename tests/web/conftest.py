@@ -8,6 +8,7 @@ var/test-artifacts/screenshots/ (gitignored), at a phone-size viewport.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -63,10 +64,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
     data_dir = tmp_path_factory.mktemp("webdemo") / "demo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    demo = subprocess.run([sys.executable, "-m", "fieldbank.cli", "demo", *DEMO_ARGS, "--data-dir", str(data_dir),
-                           "--no-serve"], capture_output=True, text=True, timeout=DEMO_LIMIT_S, env=env)
-    assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
-    assert "demo sign-ins" in demo.stdout
+    reuse = os.environ.get("FIELDBANK_WEB_TEST_DEMO")  # while developing: a copy of a finished demo
+    if reuse:
+        shutil.copytree(reuse, data_dir)
+    else:
+        demo = subprocess.run([sys.executable, "-m", "fieldbank.cli", "demo", *DEMO_ARGS, "--data-dir",
+                               str(data_dir), "--no-serve"], capture_output=True, text=True, timeout=DEMO_LIMIT_S,
+                              env=env)
+        assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
+        assert "demo sign-ins" in demo.stdout
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "fieldbank.cli", "serve", "--port", str(port),
                                "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)

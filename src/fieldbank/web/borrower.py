@@ -125,16 +125,31 @@ def _loan_context(request: Request, loan: dict[str, Any]) -> dict[str, Any]:
         row = conn.execute(select(LOANS).where(LOANS.c.loan_id == loan["loan_id"])).one()
         owed = owed_components(conn, row, business_date) if loan["status"] == "active" else {}
     statement = bank.statement(loan["loan_id"], max_entries=MAX_STATEMENT_LINES)
-    # What the borrower recognises: money in and out, fees, write-off; not the nightly accruals.
-    visible = [ln for ln in statement["lines"] if ln["kind"] not in ("accrual", "allowance", "draw_reserve")
-               and ln["account_code"] in ("LOANS_PRINCIPAL", "FEES_RECEIVABLE", "CLEARING", "BORROWER_PAYMENT")]
+    recent = borrower_activity(statement["lines"])
     available = loan["limit_minor"] - loan["principal_minor"] - loan["pending_disbursement_minor"] \
         if loan["kind"] == "revolving" and loan["status"] == "active" else 0
     return {"loan": loan, "schedule": bank.schedule(loan["loan_id"]), "business_date": business_date,
             "owed": owed, "owed_total_minor": sum(owed.values()),
             "outstanding_minor": loan["principal_minor"] + loan["interest_minor"] + loan["fees_minor"],
-            "available_minor": max(0, available), "recent": visible[-RECENT_LINES_SHOWN:][::-1],
+            "available_minor": max(0, available), "recent": recent[-RECENT_LINES_SHOWN:][::-1],
             "form_key": form_key(), "error": None, "notice": request.query_params.get("done")}
+
+
+RECEIVABLES = ("LOANS_PRINCIPAL", "INTEREST_RECEIVABLE", "FEES_RECEIVABLE")
+HIDDEN_KINDS = ("accrual", "penalty_accrual", "allowance", "draw_reserve")  # nightly or internal steps
+
+
+def borrower_activity(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the borrower recognises, one row per entry: money drawn, paid, fees charged,
+    written off; `owed_change_minor` is the entry's effect on what they owe."""
+    rows: dict[str, dict[str, Any]] = {}
+    for ln in lines:
+        if ln["kind"] in HIDDEN_KINDS or ln["account_code"] not in RECEIVABLES:
+            continue
+        row = rows.setdefault(ln["entry_id"], {"business_date": ln["business_date"], "kind": ln["kind"],
+                                                "owed_change_minor": 0})
+        row["owed_change_minor"] += ln["amount_minor"]
+    return list(rows.values())
 
 
 @router.get("/me/loans/{loan_id}", response_class=HTMLResponse)
