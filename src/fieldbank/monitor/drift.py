@@ -50,7 +50,7 @@ def decile_edges(reference: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
     values = values[~np.isnan(values)]
     if values.size == 0:
         return np.array([])
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, n_bins + 1)[1:-1], method="inverted_cdf"))
     return edges
 
 

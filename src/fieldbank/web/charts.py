@@ -21,7 +21,7 @@ def buckets_over_time(history: list[dict[str, Any]]) -> dict[str, Any]:
     days = [h["day"] for h in history]
     data = [{"type": "bar", "name": b, "x": days, "y": [h[f"{b}_principal_minor"] / 100 for h in history],
              "marker": {"color": BUCKET_COLOURS[b]}} for b in BUCKET_NAMES]
-    return {"data": data, "layout": _layout("Principal outstanding by delinquency bucket (month ends)",
+    return {"data": data, "layout": _layout("Principal by delinquency bucket (month ends)",
                                             barmode="stack", yaxis={"title": "principal"})}
 
 
@@ -36,7 +36,7 @@ def vintage_curves(vintages: list[dict[str, Any]]) -> dict[str, Any]:
     data = [{"type": "scatter", "mode": "lines+markers", "name": f"{v['vintage']} ({v['loans']} loans)",
              "x": list(range(1, len(v["cumulative_default_rate"]) + 1)),
              "y": v["cumulative_default_rate"]} for v in vintages]
-    return {"data": data, "layout": _layout("Vintages: cumulative default rate (90+ DPD) by months on book",
+    return {"data": data, "layout": _layout("Vintages: cumulative default rate by months on book",
                                             xaxis={"title": "months on book", "dtick": 1},
                                             yaxis={"title": "defaulted", "tickformat": ".1%"})}
 
