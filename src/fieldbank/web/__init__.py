@@ -29,6 +29,7 @@ def is_page(path: str) -> bool:
 
 def install_web(app: FastAPI, settings: Settings) -> None:
     """Add the pages, the static files and the session middleware to the API app."""
+    from fieldbank.web.apply import router as apply_router
     from fieldbank.web.borrower import router as borrower_router
     from fieldbank.web.ops import router as ops_router
     from fieldbank.web.render import render
@@ -48,6 +49,7 @@ def install_web(app: FastAPI, settings: Settings) -> None:
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(borrower_router)
+    app.include_router(apply_router)
     app.include_router(ops_router)
 
     @app.exception_handler(auth.SignInRequired)

@@ -1,4 +1,4 @@
-"""The decision service as the web pages see it: aggregates for the dashboard and the log."""
+"""The decision service as the web pages see it: aggregates for the dashboard."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from fieldbank.monitor.decisions import decision_summary
+
 
 def summary(app: FastAPI) -> dict[str, Any] | None:
     """Decisions, approval rate and per-grade approval and bad rates; None without the service."""
-    if getattr(app.state, "decisions", None) is None:
-        return None
-    return None
+    with app.state.bank.engine.connect() as conn:
+        return decision_summary(conn)

@@ -103,3 +103,32 @@ def model_report(request: Request, user: auth.User = Depends(auth.ops)) -> Respo
     if not path.exists():
         raise HTTPException(status_code=404, detail=f"{path} does not exist")
     return FileResponse(path, media_type="text/html")
+
+
+@router.get("/ops/decisions", response_class=HTMLResponse)
+def decisions_page(request: Request, before: str | None = None, user: auth.User = Depends(auth.ops)) -> Response:
+    """The decision log, newest first, 50 a page, each with its reasons."""
+    from fieldbank.monitor.decisions import decision_log
+
+    if before is not None and len(before) > 40:
+        raise HTTPException(status_code=422, detail="before: at most 40 characters (a created_at timestamp)")
+    with request.app.state.bank.engine.connect() as conn:
+        rows = decision_log(conn, limit=50, before=before)
+    return render(request, "decisions.html", {"rows": rows, "next_before": str(rows[-1]["created_at"]) if len(rows) == 50
+                                              else None})
+
+
+@router.get("/ops/decisions/{decision_id}", response_class=HTMLResponse)
+def decision_page(decision_id: str, request: Request, user: auth.User = Depends(auth.ops)) -> Response:
+    """One decision and why: inputs, facts, every rule's outcome, model and policy versions."""
+    from fieldbank.bank.service import NotFound
+
+    service = request.app.state.decisions
+    if service is None:
+        raise HTTPException(status_code=503, detail="the decision service is not running in this server")
+    try:
+        record = service.get(decision_id)
+    except NotFound:
+        raise HTTPException(status_code=404, detail=f"decision {decision_id} not found") from None
+    return render(request, "decision.html", {"r": record, "d": record["decision"],
+                                             "record_json": json.dumps(record, indent=1, default=str)})
