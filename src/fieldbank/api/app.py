@@ -1,16 +1,22 @@
-"""The FastAPI app factory. Routers: bank (this stage); the decision stage adds its own."""
+"""The FastAPI app factory. Routers: bank (/bank) and decisions (/v1)."""
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from fieldbank.api.bank_routes import router as bank_router
+from fieldbank.api.decision_routes import router as decision_router
 from fieldbank.api.errors import install_error_handlers
 from fieldbank.bank.db import make_engine, migrate
 from fieldbank.bank.rails import PaymentRail
 from fieldbank.bank.service import BankService
 from fieldbank.config import Settings, load_settings
+from fieldbank.decision.service import DecisionService
+
+log = logging.getLogger("fieldbank.api")
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
@@ -26,12 +32,18 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     migrate(engine)
     bank = BankService(engine, rail=rail)
     bank.ensure_products()
+    decisions = DecisionService(engine, settings, bank)
+    if not settings.api_keys:
+        log.warning("no api_keys configured: the /v1 decision routes accept requests without X-API-Key")
     app = FastAPI(title="fieldbank", version="0.1.0",
-                  description="Lend on data instead of collateral: the bank core's HTTP API.")
+                  description="Lend on data instead of collateral: credit decisions (/v1) and the bank core (/bank).")
     app.state.settings = settings
     app.state.bank = bank
+    app.state.decisions = decisions
+    app.router.add_event_handler("shutdown", decisions.close)
     install_error_handlers(app)
     app.include_router(bank_router)
+    app.include_router(decision_router)
     from fieldbank.web import install_web  # the borrower pages and the ops dashboard
 
     install_web(app, settings)

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from fieldbank.api.decision_routes import ApiKeyError
 from fieldbank.bank.domain import DomainError
 from fieldbank.bank.service import IdempotencyConflict, NotFound
 
@@ -37,6 +38,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IdempotencyConflict)
     async def _conflict(_request: Request, exc: IdempotencyConflict) -> JSONResponse:
         return JSONResponse(status_code=409, content={"errors": [_error("Idempotency-Key", exc.key, str(exc))]})
+
+    @app.exception_handler(ApiKeyError)
+    async def _api_key(_request: Request, exc: ApiKeyError) -> JSONResponse:
+        return JSONResponse(status_code=401, content={"errors": [_error("X-API-Key", None, str(exc))]})
 
     @app.exception_handler(NotFound)
     async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:

@@ -1,0 +1,481 @@
+"""The decision pipeline: one `apply` per application, framework-free (the API and the demo
+call it). Steps, each timed:
+
+1. validation + identity: consent, party or new applicant, product, ID number (format, birth
+   date, check digit), age; a broken rule is a DomainError (422 naming field, value, rule)
+   and nothing is written;
+2. fraud: velocity per party/phone/device (the decision log), the identity graph (parties
+   sharing a phone or device, from the lake), declared vs observed income, ID vs birth year;
+   and the sanctions/blocklist screen;
+3. portrait: the party's row of the newest portrait (in memory);
+4. scoring: the champion's PD with its top reasons (RowScorer: FastScorer on a matrix built
+   once per portrait); the challenger is scored in shadow off the request path (shadow.py);
+5. rules: the policy (zen-engine), then limit and price;
+6. write: one append-only row, keyed by the Idempotency-Key.
+
+Never a silent approve: a missing portrait, model, policy or blocklist makes the decision a
+`refer` with the reason recorded (the `service` rules in rule_outcomes), not a crash.
+Idempotency: the key is unique in the log; a concurrent duplicate loses the INSERT race and
+returns the winner's stored response, so one key is one decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, and_, case, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from fieldbank.bank.domain import DomainError
+from fieldbank.bank.models import Loan, Product
+from fieldbank.bank.service import MAX_KEY_LENGTH, BankService, IdempotencyConflict, NotFound
+from fieldbank.config import Settings
+from fieldbank.decision.identity import Blocklist, age_years, check_national_id, hash_id
+from fieldbank.decision.models import Decision, DecisionAcceptance, ShadowScore
+from fieldbank.decision.policy import Policy, PolicyError, PolicyResult
+from fieldbank.decision.pricing import LimitParams, PricingParams, credit_limit_minor, price
+from fieldbank.decision.schemas import AcceptOut, ApplicationIn, DecisionOut, PolicyRef
+from fieldbank.decision.shadow import ShadowWorker
+from fieldbank.decision.sources import Sources
+from fieldbank.decision.store import migrate_decisions
+
+log = logging.getLogger("fieldbank.decision")
+DEFAULT_PRODUCT = "line-revolving"
+STEPS = ("validation", "fraud", "portrait", "scoring", "rules", "write")
+MAX_MODEL_REASONS = 4
+DECISIONS = Decision.__table__
+ACCEPTANCES = DecisionAcceptance.__table__
+SHADOW = ShadowScore.__table__
+
+
+def _canonical_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def applicant_party_id(national_id: str) -> str:
+    """A new applicant's party id: stable per ID number, no ID number in clear."""
+    return "A-" + hash_id(national_id)[:16]
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.steps[step] = round((now - self._t) * 1000, 3)
+        self._t = now
+
+
+@dataclass(frozen=True)
+class Applied:
+    decision: DecisionOut
+    steps_ms: dict[str, float]
+
+
+def _service_rule(rule: str, effect: str, reason: str) -> dict[str, Any]:
+    return {"node": "service", "rule": rule, "hit": True, "effect": effect, "reason": reason}
+
+
+UNAVAILABLE_REASON = "We could not complete every automatic check; the application will be reviewed."
+
+
+class DecisionService:
+    """Built once per app (app.state.decisions): loads the policy, the blocklist and the
+    in-memory sources, and migrates the decision log."""
+
+    def __init__(self, engine: Engine, settings: Settings, bank: BankService, *, sources: Sources | None = None,
+                 clock=None) -> None:  # noqa: ANN001
+        self.engine = engine
+        self.config = settings.decision
+        self.bank = bank
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        migrate_decisions(engine)
+        self.sources = sources or Sources(settings.data_dir, settings.lake_dir, settings.models_dir,
+                                          self.config.challenger, self.config.portrait_check_seconds)
+        self.problems: dict[str, str] = {}
+        self.policy: Policy | None = None
+        try:
+            self.policy = Policy.load(self.config.policy_path)
+        except PolicyError as e:
+            self.problems["policy"] = str(e)
+            log.error("decision service: %s", e)
+        self.blocklist: Blocklist | None = None
+        try:
+            self.blocklist = Blocklist.load(self.config.blocklist_path)
+        except ValueError as e:
+            self.problems["blocklist"] = str(e)
+            log.error("decision service: %s", e)
+        self.pricing = PricingParams(cost_of_funds_bps=self.config.cost_of_funds_bps,
+                                     operating_cost_bps=self.config.operating_cost_bps,
+                                     max_apr_bps=self.config.max_apr_bps)
+        self.limits = LimitParams()
+        with engine.connect() as conn:
+            self.products = set(conn.execute(select(Product.product_code)).scalars())
+        self.shadow = ShadowWorker(engine)
+
+    def close(self) -> None:
+        self.shadow.close()
+
+    # ---- status --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        snap = self.sources.current()
+        return {
+            "ready": not (self.problems or snap.problems),
+            "problems": {**self.problems, **snap.problems},
+            "policy": {"name": self.policy.name, "version": self.policy.version} if self.policy else None,
+            "model": snap.models.ref if snap.models else None,
+            "challenger": snap.models.challenger_ref if snap.models else None,
+            "portrait_as_of": snap.portrait.as_of.isoformat() if snap.portrait else None,
+            "portrait_parties": len(snap.portrait) if snap.portrait else 0,
+        }
+
+    # ---- apply ---------------------------------------------------------------------------
+
+    def apply(self, application: ApplicationIn, idempotency_key: str) -> DecisionOut:
+        return self.apply_timed(application, idempotency_key).decision
+
+    def apply_timed(self, application: ApplicationIn, idempotency_key: str) -> Applied:
+        timer = Timer()
+        if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
+            raise DomainError("Idempotency-Key", idempotency_key, f"required, 1..{MAX_KEY_LENGTH} characters")
+        a = application
+        national_id = a.applicant.national_id if a.applicant else a.national_id
+        inputs = a.model_dump(mode="json")
+        for holder in (inputs, inputs.get("applicant") or {}):
+            if holder.get("national_id"):
+                holder["national_id"] = "sha256:" + hash_id(holder["national_id"])
+        request_hash = _canonical_hash({"operation": "apply", **inputs})
+        stored = self._by_key(idempotency_key, request_hash)
+        if stored is not None:
+            return Applied(stored, {})
+
+        now = self.clock()
+        today = now.date()
+        self.sources.maybe_refresh()
+        snap = self.sources.current()
+        service_rules: list[dict[str, Any]] = []
+
+        # 1. validation + identity -----------------------------------------------------
+        if a.consent is not True:
+            raise DomainError("consent", a.consent, "must be true: we decide only with consent to use the applicant's data")
+        if (a.party_id is None) == (a.applicant is None):
+            raise DomainError("party_id", a.party_id, "give exactly one of party_id (an existing party) or applicant (a new one)")
+        product_code = a.product_code or DEFAULT_PRODUCT
+        if product_code not in self.products:
+            raise DomainError("product_code", product_code, f"must name an existing product ({', '.join(sorted(self.products))})")
+        born = check_national_id(national_id, "applicant.national_id" if a.applicant else "national_id", today) \
+            if national_id else None
+        party = None
+        row_index = None
+        if a.party_id is not None:
+            party_id = a.party_id
+            if snap.parties is not None:
+                party = snap.parties.get(party_id)
+            if snap.portrait is not None:
+                row_index = snap.portrait.index.get(party_id)
+            if party is None and row_index is None:
+                if snap.parties is not None:
+                    raise DomainError("party_id", party_id, "must be a known party; a new applicant applies with `applicant`")
+                service_rules.append(_service_rule("party_unverified", "refer", UNAVAILABLE_REASON))
+        else:
+            party_id = applicant_party_id(national_id)
+        pf = snap.portrait.facts(row_index) if row_index is not None else None
+        kind = (a.applicant.kind if a.applicant else None) or (party or {}).get("kind") or (pf.kind if pf else None)
+        if born is not None:
+            age = age_years(born, today)
+        elif party and party.get("birth_year"):
+            age = today.year - int(party["birth_year"])
+        elif pf and pf.age_years is not None:
+            age = pf.age_years
+        else:
+            age = None
+            service_rules.append(_service_rule("age_unknown", "refer",
+                                               "We could not confirm your age; the application will be reviewed."))
+        timer.lap("validation")
+
+        # 2. fraud and screening ----------------------------------------------------------
+        phone = a.phone_hash.lower() if a.phone_hash else (party or {}).get("phone_hash")
+        device = a.device_hash.lower() if a.device_hash else (party or {}).get("device_hash")
+        flags: list[str] = []
+        counts, exposure_minor = self._velocity_and_exposure(party_id, phone, device, now)
+        c = self.config
+        if counts["party"] >= c.velocity_max_per_party:
+            flags.append("velocity_party")
+        if counts["phone"] >= c.velocity_max_per_phone:
+            flags.append("velocity_phone")
+        if counts["device"] >= c.velocity_max_per_device:
+            flags.append("velocity_device")
+        if snap.parties is not None:
+            own_phone, own_device = (party or {}).get("phone_hash"), (party or {}).get("device_hash")
+            phone_parties = snap.parties.phone_parties.get(phone, 0) + (0 if phone and phone == own_phone else 1)
+            device_parties = snap.parties.device_parties.get(device, 0) + (0 if device and device == own_device else 1)
+            if phone and phone_parties > c.shared_identity_max_parties:
+                flags.append("shared_phone")
+            if device and device_parties > c.shared_identity_max_parties:
+                flags.append("shared_device")
+        declared = (a.applicant.declared_income_minor if a.applicant else None) or (party or {}).get("declared_income_minor")
+        if pf is not None and declared and declared > c.declared_income_floor_minor \
+                and declared > c.declared_income_max_ratio * pf.observed_inflow_minor_365d:
+            flags.append("declared_income_above_observed")
+        if born is not None and party and party.get("birth_year") and born.year != int(party["birth_year"]):
+            flags.append("id_birth_year_mismatch")
+        sanctions: list[str] = []
+        if self.blocklist is None:
+            service_rules.append(_service_rule("screening_unavailable", "refer", UNAVAILABLE_REASON))
+        else:
+            sanctions = self.blocklist.matches(national_id_hash=hash_id(national_id) if national_id else None,
+                                               party_id=party_id, phone_hash=phone, device_hash=device)
+        timer.lap("fraud")
+
+        # 3. portrait -------------------------------------------------------------------------
+        row = snap.portrait.row(row_index) if row_index is not None and snap.row_scorer is None else None
+        if snap.portrait is None:
+            service_rules.append(_service_rule("portrait_unavailable", "refer", UNAVAILABLE_REASON))
+        timer.lap("portrait")
+
+        # 4. scoring --------------------------------------------------------------------------
+        pd_12m, model_reasons = None, []
+        if snap.models is None:
+            service_rules.append(_service_rule("model_unavailable", "refer", UNAVAILABLE_REASON))
+        elif row_index is not None:
+            try:
+                if snap.row_scorer is not None:
+                    pd_12m, why = snap.row_scorer.score(row_index, MAX_MODEL_REASONS)
+                else:
+                    pds, _points, (why,) = snap.models.scorer.score(row, MAX_MODEL_REASONS)
+                    pd_12m = float(pds[0])
+                model_reasons = [r.text for r in why]
+            except Exception as e:  # a model that cannot score this row: refer, never crash
+                log.exception("decision: scoring %s failed", party_id)
+                service_rules.append(_service_rule("scoring_failed", "refer", UNAVAILABLE_REASON))
+                pd_12m = None
+                del e
+        timer.lap("scoring")
+
+        # 5. rules, limit and price -----------------------------------------------------------
+        facts = {
+            "pd_12m": pd_12m if pd_12m is not None else c.unscored_pd,
+            "thin_file": pf.thin_file if pf else True,
+            "age_years": age if age is not None else 0,
+            "months_observed": pf.months_observed if pf else 0,
+            "monthly_revenue_minor": pf.monthly_revenue_minor if pf else 0,
+            "monthly_income_minor": (pf.monthly_income_minor if pf and pf.monthly_income_minor
+                                     else (declared or 0) // 12),
+            "existing_exposure_minor": exposure_minor,
+            "requested_amount_minor": a.requested_amount_minor,
+            "term_days": a.term_days,
+            "fraud_flags": len(flags),
+            "kind": kind or "household",
+            "sanctions_hit": bool(sanctions),
+            "scored": pd_12m is not None,
+        }
+        result: PolicyResult | None = None
+        if self.policy is None:
+            service_rules.append(_service_rule("policy_unavailable", "refer", UNAVAILABLE_REASON))
+        else:
+            try:
+                result = self.policy.evaluate(facts)
+            except (PolicyError, ValueError) as e:
+                log.error("decision: policy evaluation failed: %s", e)
+                service_rules.append(_service_rule("policy_failed", "refer", UNAVAILABLE_REASON))
+        outcome, reasons = self._combine(result, service_rules)
+        grade = result.grade if result else "unrated"
+        limit_minor, offer = 0, None
+        if outcome == "approve":
+            assert result is not None and pd_12m is not None, "an approval needs a policy result and a model score"
+            terms = result.terms
+            limit_minor = credit_limit_minor(
+                kind=facts["kind"], monthly_revenue_minor=facts["monthly_revenue_minor"],
+                monthly_income_minor=facts["monthly_income_minor"], existing_exposure_minor=exposure_minor,
+                requested_amount_minor=a.requested_amount_minor, pd_12m=pd_12m,
+                limit_income_months=terms.get("limit_income_months", 0.0),
+                max_limit_minor=terms.get("max_limit_minor", 0.0), limit_factor=terms.get("limit_factor", 1.0),
+                params=self.limits)
+            offer = price(pd_12m, terms.get("lgd", 1.0), margin_bps=terms.get("margin_bps", 0.0), params=self.pricing)
+            if limit_minor == 0:
+                service_rules.append(_service_rule(
+                    "limit_below_minimum", "decline",
+                    "The limit your observed income or sales support, less what you already owe us, is below our minimum offer."))
+            elif not offer.covers_cost:
+                service_rules.append(_service_rule(
+                    "price_above_legal_maximum", "decline",
+                    "The price your risk level needs is above the legal maximum rate we may charge."))
+            if limit_minor == 0 or not offer.covers_cost:
+                outcome, reasons = self._combine(result, service_rules)
+                limit_minor, offer = 0, None
+        if outcome == "decline" and model_reasons:
+            reasons = reasons + [f"A main factor in your risk estimate: {t}" for t in model_reasons]
+        timer.lap("rules")
+
+        # 6. write ----------------------------------------------------------------------------
+        shadow = pd_12m is not None and snap.models is not None and snap.models.challenger is not None
+        decision_id = "D" + uuid.uuid4().hex[:20]
+        expires_at = now + dt.timedelta(days=c.offer_ttl_days) if outcome == "approve" else None
+        decision = DecisionOut(
+            decision_id=decision_id, outcome=outcome, party_id=party_id, grade=grade, limit_minor=limit_minor,
+            apr_bps=offer.apr_bps if offer else None, daily_rate_ppm=offer.daily_rate_ppm if offer else None,
+            product_code=product_code, term_days=a.term_days, expires_at=expires_at, reasons=reasons,
+            pd_12m=pd_12m, portrait_as_of=snap.portrait.as_of if row_index is not None else None,
+            model=snap.models.ref if pd_12m is not None else None,
+            policy=PolicyRef(name=self.policy.name, version=self.policy.version) if result else None,
+            decided_at=now)
+        rule_outcomes = (result.rule_outcomes if result else []) + service_rules
+        record = {
+            "decision_id": decision_id, "idempotency_key": idempotency_key, "request_hash": request_hash,
+            "created_at": now, "party_id": party_id, "phone_hash": phone, "device_hash": device,
+            "outcome": outcome, "grade": grade, "pd_12m": pd_12m,
+            "limit_minor": limit_minor, "apr_bps": decision.apr_bps, "daily_rate_ppm": decision.daily_rate_ppm,
+            "expires_at": expires_at, "portrait_as_of": decision.portrait_as_of, "model_ref": decision.model,
+            "challenger_ref": snap.models.challenger_ref if shadow else None,
+            "policy_name": self.policy.name if result else None, "policy_version": self.policy.version if result else None,
+            "inputs_json": json.dumps(inputs, sort_keys=True),
+            "facts_json": json.dumps({**facts, "fraud_flag_names": flags, "sanctions_lists": sanctions,
+                                      "velocity": counts}, sort_keys=True),
+            "rule_outcomes_json": json.dumps(rule_outcomes),
+            "steps_json": json.dumps(timer.steps),
+            "response_json": decision.model_dump_json(),
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(DECISIONS).values(**record))
+        except IntegrityError:
+            # A concurrent request with the same key committed first: its decision is the answer.
+            stored = self._by_key(idempotency_key, request_hash)
+            if stored is None:
+                raise
+            return Applied(stored, {})
+        timer.lap("write")
+        if shadow:
+            self.shadow.submit(decision_id, snap, row_index)
+        return Applied(decision, timer.steps)
+
+    @staticmethod
+    def _combine(result: PolicyResult | None, service_rules: list[dict[str, Any]]) -> tuple[str, list[str]]:
+        """Same precedence as the policy: decline > refer > approve; no result -> refer."""
+        effects = [r["effect"] for r in service_rules]
+        policy_outcome = result.outcome if result else "refer"
+        for outcome in ("decline", "refer"):
+            if outcome in effects or policy_outcome == outcome:
+                reasons = (result.reasons if result and policy_outcome == outcome else []) + \
+                    [r["reason"] for r in service_rules if r["effect"] == outcome]
+                return outcome, list(dict.fromkeys(reasons)) or [UNAVAILABLE_REASON]
+        assert result is not None and policy_outcome == "approve"
+        return "approve", list(result.reasons)
+
+    def _velocity_and_exposure(self, party_id: str, phone: str | None, device: str | None,
+                               now: dt.datetime) -> tuple[dict[str, int], int]:
+        since = now - dt.timedelta(hours=self.config.velocity_window_hours)
+        d = DECISIONS.c
+        match = [d.party_id == party_id] + ([d.phone_hash == phone] if phone else []) + \
+            ([d.device_hash == device] if device else [])
+        query = select(
+            func.coalesce(func.sum(case((d.party_id == party_id, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((d.phone_hash == phone, 1), else_=0)), 0) if phone else 0,
+            func.coalesce(func.sum(case((d.device_hash == device, 1), else_=0)), 0) if device else 0,
+        ).where(and_(d.created_at >= since, or_(*match)))
+        exposure = select(func.coalesce(func.sum(Loan.limit_minor), 0)).where(
+            Loan.party_id == party_id, Loan.status == "active")
+        with self.engine.connect() as conn:
+            n_party, n_phone, n_device = conn.execute(query).one()
+            exposure_minor = int(conn.execute(exposure).scalar_one())
+        return {"party": int(n_party), "phone": int(n_phone), "device": int(n_device)}, exposure_minor
+
+    def _by_key(self, key: str, request_hash: str) -> DecisionOut | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(DECISIONS.c.request_hash, DECISIONS.c.response_json)
+                               .where(DECISIONS.c.idempotency_key == key)).one_or_none()
+        if row is None:
+            return None
+        if row.request_hash != request_hash:
+            raise IdempotencyConflict(key, "application")
+        return DecisionOut.model_validate_json(row.response_json).model_copy(update={"replayed": True})
+
+    # ---- replay --------------------------------------------------------------------------
+
+    def get(self, decision_id: str) -> dict[str, Any]:
+        """The decision and why: inputs, facts, model and policy versions, every rule's outcome."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(DECISIONS).where(DECISIONS.c.decision_id == decision_id)).mappings().one_or_none()
+            acc = conn.execute(select(ACCEPTANCES).where(ACCEPTANCES.c.decision_id == decision_id)).mappings().one_or_none()
+            shadow = conn.execute(select(SHADOW).where(SHADOW.c.decision_id == decision_id)).mappings().one_or_none()
+        if row is None:
+            raise NotFound(f"decision {decision_id} not found")
+        return {
+            "decision": json.loads(row["response_json"]),
+            "inputs": json.loads(row["inputs_json"]),
+            "facts": json.loads(row["facts_json"]),
+            "rule_outcomes": json.loads(row["rule_outcomes_json"]),
+            "model": row["model_ref"], "challenger": row["challenger_ref"],
+            "pd_12m": row["pd_12m"], "challenger_pd_12m": shadow["pd_12m"] if shadow else None,
+            "policy": {"name": row["policy_name"], "version": row["policy_version"]} if row["policy_name"] else None,
+            "portrait_as_of": row["portrait_as_of"].isoformat() if row["portrait_as_of"] else None,
+            "steps_ms": json.loads(row["steps_json"]),
+            "acceptance": json.loads(acc["response_json"]) if acc else None,
+        }
+
+    # ---- accept --------------------------------------------------------------------------
+
+    def accept(self, decision_id: str, idempotency_key: str, amount_minor: int | None = None) -> AcceptOut:
+        """Hand an approved, unexpired offer to the bank core: a credit line (or loan) opens with
+        the offer's limit and APR. One acceptance per offer; the same key replays it."""
+        if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
+            raise DomainError("Idempotency-Key", idempotency_key, f"required, 1..{MAX_KEY_LENGTH} characters")
+        request_hash = _canonical_hash({"operation": "accept", "decision_id": decision_id, "amount_minor": amount_minor})
+        stored = self._acceptance(decision_id, idempotency_key, request_hash)
+        if stored is not None:
+            return stored
+        with self.engine.connect() as conn:
+            row = conn.execute(select(DECISIONS).where(DECISIONS.c.decision_id == decision_id)).mappings().one_or_none()
+        if row is None:
+            raise NotFound(f"decision {decision_id} not found")
+        if row["outcome"] != "approve":
+            raise DomainError("decision_id", decision_id, f"only an approved offer can be accepted; this decision is {row['outcome']}")
+        now = self.clock()
+        expires_at = row["expires_at"]
+        if expires_at.tzinfo is None:  # SQLite returns naive UTC
+            expires_at = expires_at.replace(tzinfo=dt.UTC)
+        if now >= expires_at:
+            raise DomainError("decision_id", decision_id, f"the offer expired at {expires_at.isoformat()}")
+        amount = amount_minor if amount_minor is not None else row["limit_minor"]
+        if not 1 <= amount <= row["limit_minor"]:
+            raise DomainError("amount_minor", amount, f"between 1 and the offered limit {row['limit_minor']}")
+        product_code = json.loads(row["response_json"])["product_code"]
+        opened = self.bank.open_line(offer_id=decision_id, party_id=row["party_id"], product_code=product_code,
+                                     amount_minor=amount, apr_bps=row["apr_bps"],
+                                     idempotency_key=f"decision-accept:{decision_id}")
+        out = AcceptOut(decision_id=decision_id, loan_id=opened["loan_id"], product_code=product_code,
+                        amount_minor=amount, apr_bps=row["apr_bps"], accepted_at=now)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(ACCEPTANCES).values(
+                    decision_id=decision_id, idempotency_key=idempotency_key, request_hash=request_hash,
+                    accepted_at=now, loan_id=out.loan_id, response_json=out.model_dump_json()))
+        except IntegrityError:
+            stored = self._acceptance(decision_id, idempotency_key, request_hash)
+            if stored is None:
+                raise
+            return stored
+        return out
+
+    def _acceptance(self, decision_id: str, key: str, request_hash: str) -> AcceptOut | None:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ACCEPTANCES).where(or_(ACCEPTANCES.c.idempotency_key == key,
+                                                              ACCEPTANCES.c.decision_id == decision_id))).mappings().all()
+        for r in rows:
+            if r["idempotency_key"] == key:
+                if r["decision_id"] != decision_id or r["request_hash"] != request_hash:
+                    raise IdempotencyConflict(key, "accept")
+                return AcceptOut.model_validate_json(r["response_json"]).model_copy(update={"replayed": True})
+        if rows:
+            raise DomainError("decision_id", decision_id, f"the offer was already accepted (loan {rows[0]['loan_id']})")
+        return None

@@ -1,0 +1,135 @@
+"""The policy module: loading and validating JDM files, evaluating facts, every rule's outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fieldbank.decision.policy import PROBE_FACTS, FactsError, Policy, PolicyError
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAMPION = ROOT / "policies" / "credit_policy.json"
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return Policy.load(CHAMPION)
+
+
+def facts(**over):
+    return {**PROBE_FACTS, **over}
+
+
+def test_load_names_and_versions_the_file(policy: Policy) -> None:
+    import hashlib
+
+    assert policy.name == "credit_policy"
+    assert policy.version == hashlib.sha256(CHAMPION.read_bytes()).hexdigest()[:12]
+    assert policy.path == CHAMPION
+
+
+def test_typical_applicant_is_approved_with_grade_and_terms(policy: Policy) -> None:
+    r = policy.evaluate(facts(pd_12m=0.03))
+    assert (r.outcome, r.grade) == ("approve", "C")
+    assert r.terms["margin_bps"] == 500 and r.terms["limit_factor"] == 1.0
+    assert r.reasons and all(isinstance(s, str) and s for s in r.reasons)
+    # every rule of every table is reported, hit or not
+    assert len(r.rule_outcomes) == len(policy.rules)
+    hit = {o["rule"] for o in r.rule_outcomes if o["hit"]}
+    assert hit == {"grade_C", "approve_by_grade"}
+
+
+@pytest.mark.parametrize("over, outcome, rule", [
+    ({"pd_12m": 0.3}, "decline", "pd_above_maximum"),
+    ({"age_years": 17}, "decline", "age_below_minimum"),
+    ({"age_years": 80}, "decline", "age_above_maximum"),
+    ({"sanctions_hit": True}, "decline", "sanctions_match"),
+    ({"fraud_flags": 1}, "refer", "fraud_one_flag"),
+    ({"fraud_flags": ["shared_device", "velocity_phone"]}, "decline", "fraud_several_flags"),
+    ({"months_observed": 1}, "refer", "too_little_history"),
+    ({"requested_amount_minor": 60_000_000}, "refer", "amount_above_automatic_maximum"),
+    ({"monthly_revenue_minor": 0, "monthly_income_minor": 0}, "decline", "no_observed_income"),
+    ({"pd_12m": 0.2}, "decline", "cutoff_grade_E"),
+    ({"pd_12m": 0.07, "thin_file": True}, "refer", "thin_file_grade_D"),
+    ({"pd_12m": 0.005, "thin_file": True}, "approve", "thin_file_starter_limit"),
+])
+def test_rules(policy: Policy, over, outcome, rule) -> None:
+    r = policy.evaluate(facts(**over))
+    assert r.outcome == outcome
+    assert rule in {o["rule"] for o in r.rule_outcomes if o["hit"]}
+    assert r.reasons
+
+
+def test_decline_beats_refer(policy: Policy) -> None:
+    r = policy.evaluate(facts(fraud_flags=1, age_years=16))
+    assert r.outcome == "decline"
+
+
+def test_facts_are_checked(policy: Policy) -> None:
+    bad = facts()
+    del bad["pd_12m"]
+    with pytest.raises(FactsError, match="pd_12m"):
+        policy.evaluate(bad)
+    with pytest.raises(FactsError, match="age_years"):
+        policy.evaluate(facts(age_years="forty"))
+    with pytest.raises(FactsError, match="pd_12m"):
+        policy.evaluate(facts(pd_12m=1.5))
+
+
+def _write(tmp_path: Path, doc) -> Path:
+    p = tmp_path / "p.json"
+    p.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return p
+
+
+def _doc():
+    return json.loads(CHAMPION.read_text())
+
+
+def _table(doc, node_id):
+    return next(n for n in doc["nodes"] if n["id"] == node_id)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: "{not json", "not valid JSON"),
+    (lambda d: {"nodes": []}, "'nodes' and 'edges'"),
+    (lambda d: {**d, "nodes": [n for n in d["nodes"] if n["type"] != "outputNode"]}, "one outputNode"),
+    (lambda d: _set(d, "risk_grade", "hitPolicy", "unique"), "hitPolicy"),
+    (lambda d: _set(d, "cutoffs", "outputPath", "knockouts"), "outputPath"),
+    (lambda d: _cell(d, "knockouts", 0, "out_effect", '"maybe"'), "effect"),
+    (lambda d: _cell(d, "knockouts", 0, "out_reason", ""), "plain-language reason"),
+    (lambda d: _cell(d, "risk_grade", 0, "out_margin_bps", '"lots"'), "margin_bps"),
+    (lambda d: _cell(d, "risk_grade", 1, "out_rule", '"grade_A"'), "unique"),
+    (lambda d: _cell(d, "knockouts", 0, "out_rule", "sanctions match"), "not a literal"),
+    (lambda d: _cell(d, "knockouts", 0, "in_pd_12m", "> > 0.2"), "cannot parse"),
+])
+def test_invalid_files_raise_policy_error_naming_the_file(tmp_path: Path, mutate, message) -> None:
+    path = _write(tmp_path, mutate(_doc()))
+    with pytest.raises(PolicyError, match=message) as e:
+        Policy.load(path)
+    assert str(path) in str(e.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="cannot read"):
+        Policy.load(tmp_path / "nope.json")
+
+
+def test_a_candidate_differs_only_in_numbers(tmp_path: Path) -> None:
+    doc = _doc()
+    _cell(doc, "knockouts", 5, "in_pd_12m", "> 0.10")  # pd_above_maximum tightened
+    candidate = Policy.load(_write(tmp_path, doc))
+    assert candidate.version != Policy.load(CHAMPION).version
+    assert candidate.evaluate(facts(pd_12m=0.12)).outcome == "decline"
+
+
+def _set(doc, node_id, key, value):
+    _table(doc, node_id)["content"][key] = value
+    return doc
+
+
+def _cell(doc, node_id, row, column, value):
+    _table(doc, node_id)["content"]["rules"][row][column] = value
+    return doc
