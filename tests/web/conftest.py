@@ -66,7 +66,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     reuse = os.environ.get("FIELDBANK_WEB_TEST_DEMO")  # while developing: a copy of a finished demo
     if reuse:
-        shutil.copytree(reuse, data_dir)
+        shutil.copytree(reuse, data_dir, symlinks=True)
     else:
         demo = subprocess.run([sys.executable, "-m", "fieldbank.cli", "demo", *DEMO_ARGS, "--data-dir",
                                str(data_dir), "--no-serve"], capture_output=True, text=True, timeout=DEMO_LIMIT_S,

@@ -13,7 +13,8 @@ from fieldbank.bank import domain
 from fieldbank.bank.domain import DomainError
 from fieldbank.bank.service import IdempotencyConflict, NotFound
 from fieldbank.web import auth
-from fieldbank.web.borrower import _checked_form_key, form_key
+from fieldbank.web.borrower import _checked_form_key
+from fieldbank.web.borrower import form_key as new_form_key
 from fieldbank.web.money import AmountError, parse_major
 from fieldbank.web.render import render
 
@@ -64,7 +65,7 @@ def _own_decision(request: Request, user: auth.User, decision_id: str) -> dict[s
 
 
 def _form(values: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"terms": TERMS_DAYS, "purposes": PURPOSES, "values": values or {"term_days": 365}, "form_key": form_key()}
+    return {"terms": TERMS_DAYS, "purposes": PURPOSES, "values": values or {"term_days": 365}, "form_key": new_form_key()}
 
 
 @router.get("/me/apply", response_class=HTMLResponse)
@@ -103,7 +104,7 @@ def apply(request: Request, amount: str = Form(""), term_days: str = Form(""), p
     except (DomainError, IdempotencyConflict) as e:
         return render(request, "apply.html", {**_form(values), "decision": None, "error": str(e)}, status_code=422)
     return render(request, "apply.html", {**_form(values), "decision": offer_view(decision.model_dump(), requested),
-                                          "accept_key": form_key()})
+                                          "accept_key": new_form_key()})
 
 
 @router.post("/me/decisions/{decision_id}/accept")
