@@ -3,11 +3,14 @@ rate, total cost, reasons) comes back in the same page; an approved offer is acc
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import text
 
 from fieldbank.bank import domain
 from fieldbank.bank.domain import DomainError
@@ -45,13 +48,28 @@ def offer_view(decision: dict[str, Any], requested_minor: int | None) -> dict[st
     """The decision as the page shows it: money in minor units, costs computed for the amount the
     borrower can take (the smaller of what they asked and the limit)."""
     view = dict(decision)
+    view["expires_on"] = str(decision["expires_at"])[:10] if decision.get("expires_at") else None
     if decision["outcome"] == "approve" and decision.get("apr_bps") is not None:
         amount = min(requested_minor or decision["limit_minor"], decision["limit_minor"])
+        view["requested_minor"] = requested_minor
         view["cost_amount_minor"] = amount
         view["total_cost_minor"] = total_cost_minor(amount, decision["apr_bps"], decision["term_days"])
         view["total_repay_minor"] = amount + view["total_cost_minor"]
         view["daily_rate_pct"] = (decision["daily_rate_ppm"] or 0) / 10_000
     return view
+
+
+def open_offer(conn, party_id: str, now: dt.datetime) -> dict[str, Any] | None:  # noqa: ANN001
+    """The party's newest approved offer that has not expired and was not accepted, if any."""
+    from fieldbank.monitor.decisions import has_decisions
+
+    if not has_decisions(conn):
+        return None
+    row = conn.execute(text(
+        "SELECT d.response_json FROM decisions d LEFT JOIN decision_acceptances a ON a.decision_id = d.decision_id "
+        "WHERE d.party_id = :p AND d.outcome = 'approve' AND a.decision_id IS NULL AND d.expires_at > :now "
+        "ORDER BY d.created_at DESC LIMIT 1"), {"p": party_id, "now": now}).first()
+    return offer_view(json.loads(row[0]), None) if row else None
 
 
 def _own_decision(request: Request, user: auth.User, decision_id: str) -> dict[str, Any]:
@@ -70,8 +88,12 @@ def _form(values: dict[str, Any] | None = None) -> dict[str, Any]:
 
 @router.get("/me/apply", response_class=HTMLResponse)
 def apply_page(request: Request, user: auth.User = Depends(auth.borrower)) -> Response:
+    """The pre-approved offer when there is one (accept it, or apply again), else the form."""
     _service(request)
-    return render(request, "apply.html", {**_form(), "decision": None})
+    with request.app.state.bank.engine.connect() as conn:
+        offer = open_offer(conn, user.subject, dt.datetime.now(dt.UTC))
+    return render(request, "apply.html", {**_form(), "decision": offer, "accept_key": new_form_key(),
+                                          "preapproved": offer is not None})
 
 
 @router.post("/me/apply", response_class=HTMLResponse)

@@ -8,6 +8,7 @@ operation's Idempotency-Key, so a double submit never draws or pays twice.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import uuid
 from typing import Any
@@ -114,7 +115,11 @@ def me(request: Request, user: auth.User = Depends(auth.borrower)) -> Response:
     with bank.engine.connect() as conn:
         business_date = bank.business_date(conn)
     loans = party_loans(bank, user.subject)
-    return render(request, "me.html", {"loans": loans, "business_date": business_date,
+    from fieldbank.web.apply import open_offer
+
+    with bank.engine.connect() as conn:
+        offer = open_offer(conn, user.subject, dt.datetime.now(dt.UTC))
+    return render(request, "me.html", {"loans": loans, "business_date": business_date, "offer": offer,
                                        "can_apply": request.app.state.decisions is not None})
 
 

@@ -71,6 +71,39 @@ def applicants(settings: Settings, exclude: set[str]) -> list[tuple[str, str]]:
             (worst["party_id"], f"new applicant, high risk (PD {worst['pd']:.2%}): apply, see the reasons")]
 
 
+DEMO_APPLICATIONS = 100
+DEMO_TERMS_DAYS = (180, 365)
+
+
+def submit_demo_applications(app, settings: Settings, exclude: set[str], n: int = DEMO_APPLICATIONS,  # noqa: ANN001
+                             seed: int = 7) -> dict[str, int]:
+    """A seeded sample of parties without a loan apply through the decision service, so the
+    dashboard's approval rate and grades have data. Returns counts per outcome."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from fieldbank.decision.schemas import ApplicationIn
+    from fieldbank.portrait.pipeline import portrait_path
+    from fieldbank.risk.scoring import newest_portrait_date
+
+    try:
+        day = newest_portrait_date(settings.data_dir)
+    except LookupError:
+        return {}
+    parties = sorted(set(pq.read_table(portrait_path(settings.data_dir, day), columns=["party_id"])["party_id"]
+                         .to_pylist()) - exclude)
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(parties), size=min(n, len(parties)), replace=False)
+    outcomes: dict[str, int] = {}
+    for i in sorted(picked):
+        application = ApplicationIn(party_id=parties[i], consent=True,
+                                    requested_amount_minor=int(rng.integers(50, 500)) * 10_000,
+                                    term_days=int(rng.choice(DEMO_TERMS_DAYS)), purpose="working_capital")
+        decision = app.state.decisions.apply(application, idempotency_key=f"demo-apply-{parties[i]}")
+        outcomes[decision.outcome] = outcomes.get(decision.outcome, 0) + 1
+    return outcomes
+
+
 def serve_demo(settings: Settings, console: Console, *, host: str = "127.0.0.1", port: int = 8000,
                serve: bool = True) -> list[DemoLogin]:
     """Compute the drift, print the sign-ins, then (unless serve is False) run the server."""
@@ -83,6 +116,8 @@ def serve_demo(settings: Settings, console: Console, *, host: str = "127.0.0.1",
                       f"{drift['features_shifted']} of {len(drift['features'])} features shifted")
     app = create_app(settings)
     logins = demo_logins(settings, app.state.bank.engine)
+    outcomes = submit_demo_applications(app, settings, exclude={login.subject for login in logins})
+    console.print(f"{sum(outcomes.values())} demo applications through the decision service: {outcomes}")
     base = f"http://{host}:{port}"
     table = Table(title=f"demo sign-ins (no password; the access code is the key) on {base}")
     for col in ("role", "ID", "access code", "who", "sign-in link"):
