@@ -95,74 +95,112 @@ def read_book(conn: Connection) -> Book:
     return Book(loans, installments, applications, principal_lines, last_closed_day(conn))
 
 
-def _bucket_of_dpd(dpd: np.ndarray) -> np.ndarray:
-    out = np.full(dpd.shape, BUCKET_NAMES[0], dtype=object)
-    for name, lower, _ in domain.BUCKETS:
-        out[dpd >= lower] = name
+NO_DAY = np.iinfo(np.int64).max  # "never" for a date column
+
+
+def _days(series: pd.Series) -> np.ndarray:
+    """Dates as int64 day numbers (NaT -> NO_DAY), for cheap comparisons in numpy."""
+    values = series.to_numpy(dtype="datetime64[D]")
+    out = values.astype("int64")
+    out[np.isnat(values)] = NO_DAY
     return out
 
 
-def states_at(book: Book, day: dt.date) -> pd.DataFrame:
+class BookArrays:
+    """The book as numpy arrays indexed by loan position, built once per request: each month
+    end's states are then a few bincounts, not a pandas merge per day."""
+
+    def __init__(self, book: Book) -> None:
+        loans = book.loans
+        self.loan_id = loans["loan_id"].to_numpy(dtype="int64")
+        position = pd.Series(np.arange(len(loans)), index=self.loan_id)
+        self.opened, self.closed, self.written_off = (_days(loans[c]) for c in ("opened_on", "closed_on",
+                                                                               "written_off_on"))
+        inst = book.installments
+        self.inst_loan = position.reindex(inst["loan_id"].to_numpy()).to_numpy()
+        assert not np.isnan(self.inst_loan.astype("float64")).any(), "an installment names an unknown loan"
+        self.inst_loan = self.inst_loan.astype("int64")
+        self.inst_due = _days(inst["due_on"])
+        self.inst_p_due = inst["principal_due_minor"].to_numpy(dtype="int64")
+        self.inst_i_due = inst["interest_due_minor"].to_numpy(dtype="int64")
+        inst_pos = pd.Series(np.arange(len(inst)), index=pd.MultiIndex.from_arrays([inst["loan_id"], inst["seq"]]))
+        apps = book.applications
+        app_inst = inst_pos.reindex(pd.MultiIndex.from_arrays([apps["loan_id"], apps["seq"]])).to_numpy()
+        assert not np.isnan(app_inst.astype("float64")).any(), "a payment application names an unknown installment"
+        self.app_inst = app_inst.astype("int64")
+        self.app_day = _days(apps["business_date"])
+        self.app_p = apps["principal_minor"].to_numpy(dtype="int64")
+        self.app_i = apps["interest_minor"].to_numpy(dtype="int64")
+        lines = book.principal_lines
+        self.line_loan = position.reindex(lines["loan_id"].to_numpy()).to_numpy().astype("int64")
+        self.line_day = _days(lines["business_date"])
+        self.line_amount = lines["amount_minor"].to_numpy(dtype="int64")
+
+    def at(self, day: dt.date) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(opened mask, state code into STATES, dpd, principal) of every loan at the end of `day`."""
+        d = (np.datetime64(day, "D") - np.datetime64(0, "D")).astype("int64")
+        n_inst, n_loans = len(self.inst_due), len(self.loan_id)
+        paid = self.app_day <= d
+        paid_p = np.bincount(self.app_inst[paid], weights=self.app_p[paid], minlength=n_inst)
+        paid_i = np.bincount(self.app_inst[paid], weights=self.app_i[paid], minlength=n_inst)
+        unpaid = (self.inst_due < d) & ((paid_p < self.inst_p_due) | (paid_i < self.inst_i_due))
+        oldest = np.full(n_loans, NO_DAY, dtype="int64")
+        np.minimum.at(oldest, self.inst_loan[unpaid], self.inst_due[unpaid])
+        dpd = np.where(oldest == NO_DAY, 0, d - oldest)
+        code = np.zeros(n_loans, dtype="int64")
+        for k, (_name, lower, _rate) in enumerate(domain.BUCKETS):
+            code[dpd >= lower] = k
+        closed, written_off = self.closed <= d, self.written_off <= d
+        code[closed] = STATES.index("closed")
+        code[written_off] = STATES.index("written_off")
+        dpd = np.where(closed | written_off, 0, dpd)
+        booked = self.line_day <= d
+        principal = np.bincount(self.line_loan[booked], weights=self.line_amount[booked],
+                                minlength=n_loans).astype("int64")
+        opened = self.opened <= d
+        assert (principal[opened] >= 0).all(), f"a loan's principal balance is negative in the ledger on {day}"
+        return opened, code, dpd, principal
+
+
+def states_at(book: Book, day: dt.date, arrays: BookArrays | None = None) -> pd.DataFrame:
     """Each loan opened by `day`: its state and principal outstanding at the end of `day`."""
-    d = pd.Timestamp(day)
-    loans = book.loans[book.loans["opened_on"] <= d]
-    if loans.empty:
-        return pd.DataFrame({"loan_id": [], "state": [], "dpd": [], "principal_minor": []})
-    paid = book.applications[book.applications["business_date"] <= d]
-    paid = paid.groupby(["loan_id", "seq"], as_index=False)[["principal_minor", "interest_minor"]].sum()
-    inst = book.installments[book.installments["due_on"] < d].merge(
-        paid, on=["loan_id", "seq"], how="left", suffixes=("", "_paid")).fillna(
-        {"principal_minor": 0, "interest_minor": 0})
-    unpaid = inst[(inst["principal_minor"] < inst["principal_due_minor"])
-                  | (inst["interest_minor"] < inst["interest_due_minor"])]
-    oldest = unpaid.groupby("loan_id", as_index=False)["due_on"].min()
-    oldest = loans[["loan_id"]].merge(oldest, on="loan_id", how="left")["due_on"]
-    dpd = (d - oldest).dt.days.fillna(0).astype("int64").to_numpy()
-    state = _bucket_of_dpd(dpd)
-    closed = (loans["closed_on"] <= d).to_numpy()
-    written_off = (loans["written_off_on"] <= d).to_numpy()
-    state[closed] = "closed"
-    state[written_off] = "written_off"
-    lines = book.principal_lines[book.principal_lines["business_date"] <= d].groupby(
-        "loan_id", as_index=False)["amount_minor"].sum()
-    principal = loans[["loan_id"]].merge(lines, on="loan_id", how="left")["amount_minor"].fillna(0) \
-        .astype("int64").to_numpy()
-    assert (principal >= 0).all(), "a loan's principal balance is negative in the ledger"
-    return pd.DataFrame({"loan_id": loans["loan_id"].to_numpy(), "state": state,
-                         "dpd": np.where(closed | written_off, 0, dpd), "principal_minor": principal})
+    arrays = arrays or BookArrays(book)
+    opened, code, dpd, principal = arrays.at(day)
+    return pd.DataFrame({"loan_id": arrays.loan_id[opened], "state": np.array(STATES, dtype=object)[code[opened]],
+                         "dpd": dpd[opened], "principal_minor": principal[opened]})
 
 
-def bucket_history(states: dict[dt.date, pd.DataFrame]) -> list[dict[str, Any]]:
+StateCodes = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def bucket_history(days: list[dt.date], states: list[StateCodes]) -> list[dict[str, Any]]:
     """Per day: loans and principal outstanding in each bucket (active loans), plus the
     cumulative written-off and closed counts."""
     out = []
-    for day, s in states.items():
+    for day, (opened, code, _dpd, principal) in zip(days, states):
+        counts = np.bincount(code[opened], minlength=len(STATES))
+        amounts = np.bincount(code[opened], weights=principal[opened], minlength=len(STATES))
         row: dict[str, Any] = {"day": day.isoformat()}
-        for state in STATES:
-            part = s[s["state"] == state]
-            row[f"{state}_loans"] = int(len(part))
-            row[f"{state}_principal_minor"] = int(part["principal_minor"].sum())
+        for k, state in enumerate(STATES):
+            row[f"{state}_loans"] = int(counts[k])
+            row[f"{state}_principal_minor"] = int(amounts[k])
         out.append(row)
     return out
 
 
-def roll_rates(states: dict[dt.date, pd.DataFrame]) -> dict[str, Any]:
+def roll_rates(states: list[StateCodes]) -> dict[str, Any]:
     """Counts of loans moving from each state at one month end to each state at the next,
     summed over consecutive month ends; rates are shares of each from-state's row. Closed and
     written-off loans are absorbing and left out of the from-states."""
-    from_states = BUCKET_NAMES
-    counts = pd.DataFrame(0, index=list(from_states), columns=list(STATES), dtype="int64")
-    frames = list(states.values())
-    for sa, sb in zip(frames, frames[1:]):
-        pair = sa.merge(sb, on="loan_id", suffixes=("_from", "_to"))
-        pair = pair[pair["state_from"].isin(from_states)]
-        tab = pd.crosstab(pair["state_from"], pair["state_to"])
-        counts = counts.add(tab.reindex(index=counts.index, columns=counts.columns, fill_value=0), fill_value=0)
-    counts = counts.astype("int64")
+    n_from = len(BUCKET_NAMES)
+    counts = np.zeros((n_from, len(STATES)), dtype="int64")
+    for (opened_a, code_a, _, _), (_, code_b, _, _) in zip(states, states[1:]):
+        moving = opened_a & (code_a < n_from)
+        np.add.at(counts, (code_a[moving], code_b[moving]), 1)
     totals = counts.sum(axis=1)
-    rates = counts.div(totals.where(totals > 0, 1), axis=0)
-    return {"from": list(from_states), "to": list(STATES), "counts": counts.to_numpy().tolist(),
-            "rates": rates.round(4).to_numpy().tolist(), "from_totals": totals.tolist()}
+    rates = counts / np.where(totals > 0, totals, 1)[:, None]
+    return {"from": list(BUCKET_NAMES), "to": list(STATES), "counts": counts.tolist(),
+            "rates": np.round(rates, 4).tolist(), "from_totals": totals.tolist()}
 
 
 def vintages(book: Book, max_mob: int = 24) -> list[dict[str, Any]]:
@@ -221,8 +259,9 @@ def portfolio_view(conn: Connection, decisions: dict[str, Any] | None = None) ->
     first = _as_date(book.loans["opened_on"].min())
     assert first is not None
     days = month_ends(first, max(first, book.last_closed))
-    states = {day: states_at(book, day) for day in days}
-    view["history"] = bucket_history(states)
+    arrays = BookArrays(book)
+    states = [arrays.at(day) for day in days]
+    view["history"] = bucket_history(days, states)
     view["roll_rates"] = roll_rates(states)
     view["vintages"] = vintages(book)
     return view
