@@ -43,12 +43,33 @@ def decision_summary(request: Request) -> dict[str, Any] | None:
     return decisions_view.summary(request.app)
 
 
+def _book_version(conn) -> tuple:  # noqa: ANN001
+    """Changes whenever the book does: a new journal entry or a closed day (entries are
+    append-only, so their count only grows)."""
+    from sqlalchemy import text
+
+    return tuple(conn.execute(text(
+        "SELECT (SELECT count(*) FROM journal_entries), "
+        "(SELECT max(business_date) FROM close_day_runs WHERE status = 'done')")).one())
+
+
+def cached_portfolio_view(request: Request, summary: dict[str, Any] | None) -> dict[str, Any]:
+    """The portfolio view, recomputed only when the book changed since the last request."""
+    with request.app.state.bank.engine.connect() as conn:
+        version = (_book_version(conn), json.dumps(summary, sort_keys=True, default=str))
+        cached = getattr(request.app.state, "portfolio_view_cache", None)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        view = portfolio_view(conn, summary)
+    request.app.state.portfolio_view_cache = (version, view)
+    return view
+
+
 @router.get("/ops", response_class=HTMLResponse)
 def dashboard(request: Request, user: auth.User = Depends(auth.ops)) -> Response:
     started = time.perf_counter()
     summary = decision_summary(request)
-    with request.app.state.bank.engine.connect() as conn:
-        view = portfolio_view(conn, summary)
+    view = cached_portfolio_view(request, summary)
     drift = drift_mod.load_or_compute_drift(_settings(request), compute=False)
     figures = {"buckets": charts.buckets_over_time(view["history"]),
                "states": charts.loans_by_state(view["history"]),
