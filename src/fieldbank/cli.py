@@ -132,6 +132,7 @@ def demo_command(
                   data_dir=settings.data_dir)
     console.rule("[bold]5/5 book loans on the double-entry ledger and close every business day")
     report = book_and_service(settings, borrowers=borrowers, days=bank_days, seed=seed, console=console)
+    console.print(f"decisions on {sum(report.decisions.values())} applications: {report.decisions}")
     console.print(f"lent to {report.borrowers} parties on {report.first_day} (habits: {report.habits}); "
                   f"closed {report.first_day} .. {report.last_day}")
     trial_balance_command(data_dir=settings.data_dir, database_url=settings.database_url)

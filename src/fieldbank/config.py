@@ -33,7 +33,6 @@ class DecisionSettings(BaseModel):
     challenger: str | None = Field("scorecard_both", description="model of the champion's bundle scored in shadow")
     offer_ttl_days: int = Field(14, ge=1, le=90)
     unscored_pd: float = Field(0.10, ge=0, le=1, description="PD assumed when no portrait or model can score")
-    min_age_years: int = Field(18, ge=0, le=120, description="identity: applicants below are declined by policy")
     velocity_window_hours: int = Field(24, ge=1, le=24 * 30)
     velocity_max_per_party: int = Field(3, ge=1)
     velocity_max_per_phone: int = Field(5, ge=1)

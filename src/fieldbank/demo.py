@@ -6,8 +6,9 @@
 4. train, register, promote, score -> models/portrait/<version>/ (+ report.html)
 5. book and service loans         -> bank.db (SQLite), outcomes back to lake/loans
 
-Step 3 lends to a sample of the simulated parties with flat limits: the decision service
-that sets limits and prices from portraits and models is a later stage. Each borrower gets a
+Step 5 lends through the decision service: a sample of the simulated parties applies
+(`DecisionService.apply`, the champion model on the latest portrait, the policy, limit and
+price), approved offers are accepted and booked with the decision's limit and APR. Each borrower gets a
 repayment habit (pays on time, pays every other month, stops paying), so the nightly
 close-day has real work: interest, billing, delinquency buckets, late fees, write-offs.
 """
@@ -30,8 +31,9 @@ MAX_DEMO_BORROWERS = 5_000
 DEMO_HORIZON_DAYS = 180  # label: 90+ DPD within 180 days (a 365-day label needs ~30 months of data)
 HABITS = ("on_time", "every_other_month", "stops_paying")
 HABIT_SHARES = (0.80, 0.14, 0.06)
-# product per party kind and the flat amount lent (minor units), until decisions set them
-PRODUCT_BY_KIND = {"household": ("annuity-12m", 300_000), "business": ("equal-principal-6m", 800_000)}
+# product per party kind and the amount applied for (minor units); the decision sets the limit and APR
+PRODUCT_BY_KIND = {"household": ("annuity-12m", 500_000), "business": ("equal-principal-6m", 2_000_000)}
+TERM_DAYS_BY_PRODUCT = {"annuity-12m": 365, "equal-principal-6m": 182}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class BankDemoReport:
     habits: dict[str, int]
     portfolio: dict
     books_ok: bool
+    decisions: dict[str, int]  # applications by outcome (approve / decline / refer)
 
 
 def payment_span(settings: Settings) -> tuple[dt.date, dt.date]:
@@ -89,6 +92,8 @@ def book_and_service(settings: Settings, *, borrowers: int = 300, days: int = 21
     from fieldbank.bank.ledger import check_books
     from fieldbank.bank.reports import portfolio_snapshot
     from fieldbank.bank.service import LOANS, BankService, owed_components
+    from fieldbank.decision.schemas import ApplicationIn
+    from fieldbank.decision.service import DecisionService
 
     assert 1 <= borrowers <= MAX_DEMO_BORROWERS, borrowers
     console = console or Console()
@@ -104,12 +109,21 @@ def book_and_service(settings: Settings, *, borrowers: int = 300, days: int = 21
     bank.ensure_products()
     first_day = first_bank_day(settings)
     loan_habit: dict[int, int] = {}
+    decisions = DecisionService(engine, settings, bank)
+    outcomes = {"approve": 0, "decline": 0, "refer": 0}
     for i, habit in zip(chosen, habits):
         party = parties[i]
         product, amount_minor = PRODUCT_BY_KIND[party["kind"]]
-        opened = bank.open_line(offer_id=f"demo-{party['party_id']}", party_id=party["party_id"], product_code=product,
-                                amount_minor=amount_minor, idempotency_key=f"demo-open-{party['party_id']}", on=first_day)
-        loan_habit[opened["loan_id"]] = int(habit)
+        decision = decisions.apply(ApplicationIn(
+            party_id=party["party_id"], consent=True, requested_amount_minor=amount_minor,
+            term_days=TERM_DAYS_BY_PRODUCT[product], purpose="working_capital", product_code=product),
+            f"demo-apply-{party['party_id']}")
+        outcomes[decision.outcome] += 1
+        if decision.outcome == "approve":
+            accepted = decisions.accept(decision.decision_id, f"demo-accept-{party['party_id']}", on=first_day)
+            loan_habit[accepted.loan_id] = int(habit)
+    decisions.close()
+    habits = np.array([h for h in loan_habit.values()], dtype=np.int64)
 
     last_day = first_day + dt.timedelta(days=days - 1)
     month_ends = sorted({first_day + dt.timedelta(days=d) for d in range(29, days, 30)} | {last_day})
@@ -135,4 +149,4 @@ def book_and_service(settings: Settings, *, borrowers: int = 300, days: int = 21
         books_ok = check_books(conn).ok
     engine.dispose()
     counts = {h: int((habits == k).sum()) for k, h in enumerate(HABITS)}
-    return BankDemoReport(len(chosen), first_day, last_day, counts, portfolio, books_ok)
+    return BankDemoReport(len(loan_habit), first_day, last_day, counts, portfolio, books_ok, outcomes)

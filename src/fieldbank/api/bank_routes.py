@@ -19,7 +19,7 @@ router = APIRouter(prefix="/bank", tags=["bank"])
 
 AmountMinor = Annotated[StrictInt, Field(ge=1, le=domain.MAX_AMOUNT_MINOR, description="minor units")]
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
-LoanId = Annotated[int, Path(ge=1)]
+LoanId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # a BIGINT id; larger would overflow the driver (500)
 
 
 class _Body(BaseModel):

@@ -24,17 +24,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import contextlib
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, insert, or_, select
+from sqlalchemy import DateTime, Engine, bindparam, create_engine, event, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
+from fieldbank.bank.db import SQLITE_BUSY_TIMEOUT_MS
 from fieldbank.bank.domain import DomainError
-from fieldbank.bank.models import Loan, Product
+from fieldbank.bank.models import Product
 from fieldbank.bank.service import MAX_KEY_LENGTH, BankService, IdempotencyConflict, NotFound
 from fieldbank.config import Settings
 from fieldbank.decision.identity import Blocklist, age_years, check_national_id, hash_id
@@ -53,6 +56,17 @@ MAX_MODEL_REASONS = 4
 DECISIONS = Decision.__table__
 ACCEPTANCES = DecisionAcceptance.__table__
 SHADOW = ShadowScore.__table__
+# The hot reads as plain SQL: SQLAlchemy's expression building and cache-key work cost more
+# CPU than the queries themselves at hundreds of decisions per second.
+LOOKUP_SQL = text("""
+    SELECT 'key', 0, request_hash, response_json FROM decisions WHERE idempotency_key = :key
+    UNION ALL SELECT 'party', count(*), NULL, NULL FROM decisions WHERE party_id = :party AND created_at >= :since
+    UNION ALL SELECT 'phone', count(*), NULL, NULL FROM decisions WHERE phone_hash = :phone AND created_at >= :since
+    UNION ALL SELECT 'device', count(*), NULL, NULL FROM decisions WHERE device_hash = :device AND created_at >= :since
+    UNION ALL SELECT 'exposure', coalesce(sum(limit_minor), 0), NULL, NULL FROM loans
+              WHERE party_id = :party AND status = 'active'
+""").bindparams(bindparam("since", type_=DateTime(timezone=True)))
+BY_KEY_SQL = text("SELECT request_hash, response_json FROM decisions WHERE idempotency_key = :key")
 
 
 def _canonical_hash(obj: Any) -> str:
@@ -88,6 +102,27 @@ def _service_rule(rule: str, effect: str, reason: str) -> dict[str, Any]:
 UNAVAILABLE_REASON = "We could not complete every automatic check; the application will be reviewed."
 
 
+def _read_engine_and_write_lock(engine: Engine) -> tuple[Engine, Any]:
+    """SQLite: the bank's engine opens every transaction with BEGIN IMMEDIATE (writers
+    serialise up front), which would make every read take the write lock too, and threads
+    waiting on SQLite's lock sleep in the busy handler (up to 100 ms a nap). So reads go
+    through a second engine with plain deferred transactions (WAL: readers never block), and
+    this process's writers queue on a lock instead of in the busy handler. PostgreSQL: one
+    engine, no lock (row-level locking and the unique key do the work)."""
+    if engine.dialect.name != "sqlite" or ":memory:" in str(engine.url):
+        return engine, contextlib.nullcontext()
+    reader = create_engine(engine.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(reader, "connect")
+    def _connect(dbapi_connection, _record):  # noqa: ANN001
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    return reader, threading.Lock()
+
+
 class DecisionService:
     """Built once per app (app.state.decisions): loads the policy, the blocklist and the
     in-memory sources, and migrates the decision log."""
@@ -95,6 +130,7 @@ class DecisionService:
     def __init__(self, engine: Engine, settings: Settings, bank: BankService, *, sources: Sources | None = None,
                  clock=None) -> None:  # noqa: ANN001
         self.engine = engine
+        self.read_engine, self._write_lock = _read_engine_and_write_lock(engine)
         self.config = settings.decision
         self.bank = bank
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
@@ -120,10 +156,12 @@ class DecisionService:
         self.limits = LimitParams()
         with engine.connect() as conn:
             self.products = set(conn.execute(select(Product.product_code)).scalars())
-        self.shadow = ShadowWorker(engine)
+        self.shadow = ShadowWorker(engine, self._write_lock)
 
     def close(self) -> None:
         self.shadow.close()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
     # ---- status --------------------------------------------------------------------------
 
@@ -155,15 +193,20 @@ class DecisionService:
             if holder.get("national_id"):
                 holder["national_id"] = "sha256:" + hash_id(holder["national_id"])
         request_hash = _canonical_hash({"operation": "apply", **inputs})
-        stored = self._by_key(idempotency_key, request_hash)
-        if stored is not None:
-            return Applied(stored, {})
-
         now = self.clock()
         today = now.date()
         self.sources.maybe_refresh()
         snap = self.sources.current()
         service_rules: list[dict[str, Any]] = []
+        # One round trip before anything else: the key's stored decision (a replay answers
+        # with it, whatever else has changed since), and the velocity and exposure counts.
+        known = snap.parties.get(a.party_id) if snap.parties is not None and a.party_id else None
+        party_id = a.party_id or (applicant_party_id(national_id) if national_id else "")
+        phone = a.phone_hash.lower() if a.phone_hash else (known or {}).get("phone_hash")
+        device = a.device_hash.lower() if a.device_hash else (known or {}).get("device_hash")
+        stored, counts, exposure_minor = self._lookup(idempotency_key, request_hash, party_id, phone, device, now)
+        if stored is not None:
+            return Applied(stored, {})
 
         # 1. validation + identity -----------------------------------------------------
         if a.consent is not True:
@@ -204,10 +247,7 @@ class DecisionService:
         timer.lap("validation")
 
         # 2. fraud and screening ----------------------------------------------------------
-        phone = a.phone_hash.lower() if a.phone_hash else (party or {}).get("phone_hash")
-        device = a.device_hash.lower() if a.device_hash else (party or {}).get("device_hash")
         flags: list[str] = []
-        counts, exposure_minor = self._velocity_and_exposure(party_id, phone, device, now)
         c = self.config
         if counts["party"] >= c.velocity_max_per_party:
             flags.append("velocity_party")
@@ -346,8 +386,8 @@ class DecisionService:
             "response_json": decision.model_dump_json(),
         }
         try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(DECISIONS).values(**record))
+            with self._write_lock, self.engine.begin() as conn:
+                conn.execute(DECISIONS.insert(), record)  # one cached compiled statement
         except IntegrityError:
             # A concurrent request with the same key committed first: its decision is the answer.
             stored = self._by_key(idempotency_key, request_hash)
@@ -372,28 +412,26 @@ class DecisionService:
         assert result is not None and policy_outcome == "approve"
         return "approve", list(result.reasons)
 
-    def _velocity_and_exposure(self, party_id: str, phone: str | None, device: str | None,
-                               now: dt.datetime) -> tuple[dict[str, int], int]:
+    def _lookup(self, key: str, request_hash: str, party_id: str, phone: str | None, device: str | None,
+                now: dt.datetime) -> tuple[DecisionOut | None, dict[str, int], int]:
+        """The decision stored under `key` (or IdempotencyConflict), the decisions in the
+        velocity window per party, phone and device, and the party's open limits with the
+        bank: one round trip, each count an index range scan."""
         since = now - dt.timedelta(hours=self.config.velocity_window_hours)
-        d = DECISIONS.c
-        match = [d.party_id == party_id] + ([d.phone_hash == phone] if phone else []) + \
-            ([d.device_hash == device] if device else [])
-        query = select(
-            func.coalesce(func.sum(case((d.party_id == party_id, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((d.phone_hash == phone, 1), else_=0)), 0) if phone else 0,
-            func.coalesce(func.sum(case((d.device_hash == device, 1), else_=0)), 0) if device else 0,
-        ).where(and_(d.created_at >= since, or_(*match)))
-        exposure = select(func.coalesce(func.sum(Loan.limit_minor), 0)).where(
-            Loan.party_id == party_id, Loan.status == "active")
-        with self.engine.connect() as conn:
-            n_party, n_phone, n_device = conn.execute(query).one()
-            exposure_minor = int(conn.execute(exposure).scalar_one())
-        return {"party": int(n_party), "phone": int(n_phone), "device": int(n_device)}, exposure_minor
+        with self.read_engine.connect() as conn:
+            rows = {r[0]: r for r in conn.execute(LOOKUP_SQL, {"key": key, "party": party_id, "phone": phone,
+                                                               "device": device, "since": since})}
+        stored = None
+        if "key" in rows:
+            if rows["key"][2] != request_hash:
+                raise IdempotencyConflict(key, "application")
+            stored = DecisionOut.model_validate_json(rows["key"][3]).model_copy(update={"replayed": True})
+        counts = {k: int(rows[k][1]) for k in ("party", "phone", "device")}
+        return stored, counts, int(rows["exposure"][1])
 
     def _by_key(self, key: str, request_hash: str) -> DecisionOut | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(DECISIONS.c.request_hash, DECISIONS.c.response_json)
-                               .where(DECISIONS.c.idempotency_key == key)).one_or_none()
+        with self.read_engine.connect() as conn:
+            row = conn.execute(BY_KEY_SQL, {"key": key}).one_or_none()
         if row is None:
             return None
         if row.request_hash != request_hash:
@@ -404,7 +442,7 @@ class DecisionService:
 
     def get(self, decision_id: str) -> dict[str, Any]:
         """The decision and why: inputs, facts, model and policy versions, every rule's outcome."""
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             row = conn.execute(select(DECISIONS).where(DECISIONS.c.decision_id == decision_id)).mappings().one_or_none()
             acc = conn.execute(select(ACCEPTANCES).where(ACCEPTANCES.c.decision_id == decision_id)).mappings().one_or_none()
             shadow = conn.execute(select(SHADOW).where(SHADOW.c.decision_id == decision_id)).mappings().one_or_none()
@@ -425,16 +463,19 @@ class DecisionService:
 
     # ---- accept --------------------------------------------------------------------------
 
-    def accept(self, decision_id: str, idempotency_key: str, amount_minor: int | None = None) -> AcceptOut:
+    def accept(self, decision_id: str, idempotency_key: str, amount_minor: int | None = None,
+               on: dt.date | None = None) -> AcceptOut:
         """Hand an approved, unexpired offer to the bank core: a credit line (or loan) opens with
-        the offer's limit and APR. One acceptance per offer; the same key replays it."""
+        the offer's limit and APR (value date `on`, default the bank's open business date).
+        One acceptance per offer; the same key replays it."""
         if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
             raise DomainError("Idempotency-Key", idempotency_key, f"required, 1..{MAX_KEY_LENGTH} characters")
-        request_hash = _canonical_hash({"operation": "accept", "decision_id": decision_id, "amount_minor": amount_minor})
+        request_hash = _canonical_hash({"operation": "accept", "decision_id": decision_id, "amount_minor": amount_minor,
+                                        "on": on})
         stored = self._acceptance(decision_id, idempotency_key, request_hash)
         if stored is not None:
             return stored
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             row = conn.execute(select(DECISIONS).where(DECISIONS.c.decision_id == decision_id)).mappings().one_or_none()
         if row is None:
             raise NotFound(f"decision {decision_id} not found")
@@ -451,12 +492,12 @@ class DecisionService:
             raise DomainError("amount_minor", amount, f"between 1 and the offered limit {row['limit_minor']}")
         product_code = json.loads(row["response_json"])["product_code"]
         opened = self.bank.open_line(offer_id=decision_id, party_id=row["party_id"], product_code=product_code,
-                                     amount_minor=amount, apr_bps=row["apr_bps"],
+                                     amount_minor=amount, apr_bps=row["apr_bps"], on=on,
                                      idempotency_key=f"decision-accept:{decision_id}")
         out = AcceptOut(decision_id=decision_id, loan_id=opened["loan_id"], product_code=product_code,
                         amount_minor=amount, apr_bps=row["apr_bps"], accepted_at=now)
         try:
-            with self.engine.begin() as conn:
+            with self._write_lock, self.engine.begin() as conn:
                 conn.execute(insert(ACCEPTANCES).values(
                     decision_id=decision_id, idempotency_key=idempotency_key, request_hash=request_hash,
                     accepted_at=now, loan_id=out.loan_id, response_json=out.model_dump_json()))
@@ -468,7 +509,7 @@ class DecisionService:
         return out
 
     def _acceptance(self, decision_id: str, key: str, request_hash: str) -> AcceptOut | None:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             rows = conn.execute(select(ACCEPTANCES).where(or_(ACCEPTANCES.c.idempotency_key == key,
                                                               ACCEPTANCES.c.decision_id == decision_id))).mappings().all()
         for r in rows:

@@ -1,7 +1,7 @@
 """The challenger, scored in shadow: off the request path, in batches, on one daemon thread.
 
 A decision hands (decision_id, snapshot, row) to a bounded queue and moves on; the worker
-drains up to BATCH items, scores them with the challenger in one call (a scorecard costs
+collects up to BATCH items for at most BATCH_WAIT_S, scores them with the challenger in one call (a scorecard costs
 ~30 ms per call whatever the batch size, so batching is what makes it keep up) and writes
 `decision_shadow_scores`. When the queue is full the item is dropped and counted: the shadow
 must never slow or break a decision.
@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import queue
 import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -25,12 +26,14 @@ from fieldbank.risk.scoring import FastScorer
 log = logging.getLogger("fieldbank.decision")
 MAX_QUEUE = 10_000
 BATCH = 512
+BATCH_WAIT_S = 0.25
 _STOP = object()
 
 
 class ShadowWorker:
-    def __init__(self, engine: Engine, max_queue: int = MAX_QUEUE) -> None:
+    def __init__(self, engine: Engine, write_lock: Any, max_queue: int = MAX_QUEUE) -> None:
         self.engine = engine
+        self.write_lock = write_lock  # the service's (SQLite: one writer at a time in this process)
         self.queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self.dropped = 0
         self.scored = 0
@@ -63,9 +66,15 @@ class ShadowWorker:
     def _run(self) -> None:
         while True:
             items = [self.queue.get()]
-            while len(items) < BATCH:
+            # Collect for up to BATCH_WAIT_S: a scorecard call costs about the same for 1 row or
+            # 500, so fewer, fuller batches bound the shadow's CPU (at most 1 / BATCH_WAIT_S calls a second).
+            deadline = time.monotonic() + BATCH_WAIT_S
+            while len(items) < BATCH and items[-1] is not _STOP and items[-1][0] is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
                 try:
-                    items.append(self.queue.get_nowait())
+                    items.append(self.queue.get(timeout=remaining))
                 except queue.Empty:
                     break
             stop = any(i is _STOP for i in items)
@@ -99,6 +108,6 @@ class ShadowWorker:
                 pds = models.challenger.predict_pd(frame)
             rows += [{"decision_id": d, "model_ref": models.challenger_ref, "pd_12m": float(p), "scored_at": now}
                      for (d, _, _), p in zip(items, pds)]
-        with self.engine.begin() as conn:
+        with self.write_lock, self.engine.begin() as conn:
             conn.execute(insert(ShadowScore), rows)
         self.scored += len(rows)

@@ -1,0 +1,276 @@
+"""Benchmark: the decision service under load, one real `fieldbank serve` process on loopback,
+every decision written to the database, on SQLite and on PostgreSQL.
+
+For each database: start `fieldbank serve` (a separate process, one uvicorn worker), then an
+open-loop load generator (asyncio, raw HTTP/1.1 keep-alive connections, so the generator
+costs little CPU on the shared cores) sends requests at a fixed rate for a fixed time:
+
+* baseline: `GET /health` at the target rate (the app, the HTTP stack and the generator, no work);
+* decisions: `POST /v1/applications` at each rate in --rates, parties cycling over the
+  portrait, a fresh Idempotency-Key each.
+
+Latency is measured from the request's scheduled send time (no coordinated omission) to the
+last byte of the response. Reported: p50/p99 latency, the achieved rate, errors, the
+per-step breakdown from the `Server-Timing` header (validation, fraud, portrait, scoring,
+rules, write; "http+framework" = the rest of the server-side time is not measurable from
+the header, so it is reported as total minus steps), and a check that the database holds
+exactly one decision per 201 response.
+
+    uv run --frozen python benchmarks/bench_decide.py                    # ~4 minutes incl. setup
+    uv run --frozen python benchmarks/bench_decide.py --rates 100,300 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import create_engine, text
+
+console = Console()
+PG_URL = os.environ.get("FIELDBANK_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+RESULTS = Path(__file__).parent / "results" / "decide.json"
+CACHE = Path(__file__).resolve().parents[1] / "var" / "bench" / "decide_economy"
+STEPS = ("validation", "fraud", "portrait", "scoring", "rules", "write")
+MAX_IN_FLIGHT = 256  # the generator's bound: beyond this the server is saturated, we stop waiting
+STARTUP_LIMIT_S = 120
+
+
+def build_economy(parties: int) -> Path:
+    """Simulate, ingest, train and promote once; reused by later runs (same parameters)."""
+    from fieldbank.config import load_settings
+    from fieldbank.lake.commands import ingest_command
+    from fieldbank.risk import registry
+    from fieldbank.risk.portrait_training import train_on_portraits
+    from fieldbank.simulate.commands import simulate_command
+
+    data_dir = CACHE / f"p{parties}"
+    if (data_dir / ".complete").exists():
+        return data_dir
+    shutil.rmtree(data_dir, ignore_errors=True)
+    console.print(f"building the economy once: {parties:,} parties x 18 months, portraits, models -> {data_dir}")
+    simulate_command(parties=parties, months=18, seed=11, start="2023-01-01", pd_paths=4, data_dir=data_dir, quiet=True)
+    ingest_command(src=data_dir / "raw", data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir)
+    dates = [dt.date(2023, m, 1) for m in (4, 5, 6, 7)] + [dt.date(2024, 1, 1)]
+    train_on_portraits(settings, dates, horizon_days=180, seed=3)
+    registry.promote(settings.models_dir, "portrait")
+    shutil.rmtree(data_dir / "raw")
+    (data_dir / ".complete").touch()
+    return data_dir
+
+
+def portrait_parties(data_dir: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    from fieldbank.risk.scoring import newest_portrait_date
+
+    day = newest_portrait_date(data_dir)
+    return pq.read_table(data_dir / "portraits" / f"as_of={day}" / "part-0.parquet", columns=["party_id"])[
+        "party_id"].to_pylist()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(data_dir: Path, database_url: str, port: int) -> subprocess.Popen:
+    env = {**os.environ, "FIELDBANK_API_KEYS": json.dumps(["bench-key"])}
+    server = subprocess.Popen([sys.executable, "-m", "fieldbank.cli", "serve", "--port", str(port),
+                               "--data-dir", str(data_dir), "--database-url", database_url],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + STARTUP_LIMIT_S
+    while True:
+        assert server.poll() is None, server.stdout.read().decode()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-API-Key: bench-key\r\nConnection: close\r\n\r\n")
+                reply = s.recv(65536).decode(errors="replace")
+            if reply.startswith("HTTP/1.1 200") and '"ready":true' in reply:
+                return server
+            assert '"ready":false' not in reply, reply
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.3)
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection: send a request, read one response."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def request(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+        body = await self.reader.readexactly(int(headers.get("content-length", "0")))
+        return status, headers, body
+
+
+def application_request(party: str, key: str) -> bytes:
+    body = json.dumps({"party_id": party, "consent": True, "requested_amount_minor": 500_000, "term_days": 180,
+                       "purpose": "working_capital"}).encode()
+    return (f"POST /v1/applications HTTP/1.1\r\nHost: bench\r\nX-API-Key: bench-key\r\nIdempotency-Key: {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+HEALTH = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"
+
+
+async def run_phase(port: int, make_request, rate_per_s: float, seconds: float) -> dict:  # noqa: ANN001
+    """Open loop: request i is due at start + i/rate; latency counts from that due time."""
+    n = int(rate_per_s * seconds)
+    pool: asyncio.Queue[Conn] = asyncio.Queue()
+    for _ in range(MAX_IN_FLIGHT):
+        pool.put_nowait(Conn(*await asyncio.open_connection("127.0.0.1", port)))
+    latencies, statuses, timings = [], [], []
+    start = time.perf_counter() + 0.05
+
+    async def one(i: int) -> None:
+        due = start + i / rate_per_s
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        conn = await pool.get()
+        try:
+            status, headers, _body = await conn.request(make_request(i))
+        finally:
+            pool.put_nowait(conn)
+        latencies.append((time.perf_counter() - due) * 1000)
+        statuses.append(status)
+        if "server-timing" in headers:
+            timings.append({p.split(";dur=")[0]: float(p.split(";dur=")[1])
+                            for p in headers["server-timing"].split(", ")})
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - t0
+    while not pool.empty():
+        c = pool.get_nowait()
+        c.writer.close()
+    lat = np.array(latencies)
+    out = {
+        "target_per_s": rate_per_s, "requests": n, "seconds": round(elapsed, 2),
+        "achieved_per_s": round(n / elapsed, 1),
+        "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
+        "latency_ms_p99": round(float(np.percentile(lat, 99)), 2),
+        "latency_ms_max": round(float(lat.max()), 2),
+        "status_counts": {str(s): statuses.count(s) for s in sorted(set(statuses))},
+    }
+    if timings:
+        out["steps_ms_mean"] = {s: round(float(np.mean([t.get(s, 0.0) for t in timings])), 3) for s in STEPS}
+        out["steps_ms_p99"] = {s: round(float(np.percentile([t.get(s, 0.0) for t in timings], 99)), 3) for s in STEPS}
+    return out
+
+
+def bench_database(label: str, data_dir: Path, database_url: str, parties: list[str], rates: list[float],
+                   seconds: float) -> dict:
+    port = free_port()
+    server = start_server(data_dir, database_url, port)
+    try:
+        run = uuid.uuid4().hex[:6]
+        counter = iter(range(10**9))
+
+        def apply_request(i: int) -> bytes:
+            j = next(counter)
+            return application_request(parties[j % len(parties)], f"bench-{run}-{j}")
+
+        warmup = asyncio.run(run_phase(port, apply_request, 50, 2))  # not reported
+        phases = {"baseline_health": asyncio.run(run_phase(port, lambda i: HEALTH, max(rates), seconds))}
+        for rate in rates:
+            phases[f"decide_{int(rate)}"] = asyncio.run(run_phase(port, apply_request, rate, seconds))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT count(*) FROM decisions WHERE idempotency_key LIKE :k"),
+                              {"k": f"bench-{run}-%"}).scalar_one()
+        outcomes = dict(conn.execute(text("SELECT outcome, count(*) FROM decisions WHERE idempotency_key LIKE :k "
+                                          "GROUP BY outcome"), {"k": f"bench-{run}-%"}).all())
+    engine.dispose()
+    created = sum(p["status_counts"].get("201", 0) for k, p in phases.items() if k.startswith("decide"))
+    created += warmup["status_counts"].get("201", 0)
+    return {"database": label, "phases": phases, "decisions_stored": stored, "responses_201": created,
+            "outcomes": outcomes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parties", type=int, default=5000)
+    parser.add_argument("--rates", default="100,200,300,400", help="decisions/s to offer, comma-separated")
+    parser.add_argument("--seconds", type=float, default=15.0, help="per phase")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    data_dir = build_economy(args.parties)
+    parties = portrait_parties(data_dir)
+    results = []
+    for label in args.databases.split(","):
+        if label == "sqlite":
+            db = data_dir.parent / f"bench_{args.parties}.db"
+            db.unlink(missing_ok=True)
+            url = f"sqlite:///{db}"
+        else:
+            admin = create_engine(PG_URL)
+            schema = "bench_decide"
+            with admin.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                conn.execute(text(f"CREATE SCHEMA {schema}"))
+            admin.dispose()
+            url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        console.print(f"[bold]{label}[/bold]: serving {data_dir} on {url}")
+        results.append(bench_database(label, data_dir, url, parties, rates, args.seconds))
+
+    table = Table(title="decision service under load (one `fieldbank serve`, loopback)")
+    for col in ("database", "phase", "offered/s", "achieved/s", "p50 ms", "p99 ms", "max ms", "statuses"):
+        table.add_column(col, justify="right" if col not in ("database", "phase", "statuses") else "left")
+    for r in results:
+        for name, p in r["phases"].items():
+            table.add_row(r["database"], name, f"{p['target_per_s']:.0f}", f"{p['achieved_per_s']:.0f}",
+                          f"{p['latency_ms_p50']:.2f}", f"{p['latency_ms_p99']:.2f}", f"{p['latency_ms_max']:.0f}",
+                          json.dumps(p["status_counts"]))
+    console.print(table)
+    steps = Table(title="time per step inside the server, mean (p99) ms, from Server-Timing")
+    steps.add_column("database / phase")
+    for s in STEPS:
+        steps.add_column(s, justify="right")
+    steps.add_column("sum of steps", justify="right")
+    for r in results:
+        for name, p in r["phases"].items():
+            if "steps_ms_mean" in p:
+                steps.add_row(f"{r['database']} {name}",
+                              *[f"{p['steps_ms_mean'][s]:.2f} ({p['steps_ms_p99'][s]:.1f})" for s in STEPS],
+                              f"{sum(p['steps_ms_mean'].values()):.2f}")
+    console.print(steps)
+    for r in results:
+        console.print(f"{r['database']}: {r['decisions_stored']} decisions stored for {r['responses_201']} created "
+                      f"responses (incl. warm-up); outcomes {r['outcomes']}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
+        "cpus": os.cpu_count(), "parties": args.parties, "seconds_per_phase": args.seconds, "results": results,
+    }, indent=1))
+    console.print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Fixtures for the decision tests: one small simulated economy with portraits and a promoted
+champion (built once per test session and shared by the xdist workers through a file lock),
+and bank databases on SQLite and PostgreSQL (a schema per test; pg fails, never skips)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from fieldbank.bank.db import make_engine, migrate
+from fieldbank.bank.service import BankService
+from fieldbank.config import load_settings
+
+PG_URL = os.environ.get("FIELDBANK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+ECONOMY_PARTIES = 3000
+TRAIN_DATES = [dt.date(2023, m, 1) for m in (4, 5, 6, 7)] + [dt.date(2024, 1, 1)]
+
+
+def _build_economy(data_dir: Path) -> None:
+    from fieldbank.lake.commands import ingest_command
+    from fieldbank.risk import registry
+    from fieldbank.risk.portrait_training import train_on_portraits
+    from fieldbank.simulate.commands import simulate_command
+
+    simulate_command(parties=ECONOMY_PARTIES, months=18, seed=11, start="2023-01-01", pd_paths=4,
+                     data_dir=data_dir, quiet=True)
+    ingest_command(src=data_dir / "raw", data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir)
+    train_on_portraits(settings, TRAIN_DATES, horizon_days=180, seed=3)
+    registry.promote(settings.models_dir, "portrait")
+
+
+@pytest.fixture(scope="session")
+def economy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only data dir (lake, portraits, models). Tests that change files copy it."""
+    root = tmp_path_factory.getbasetemp().parent  # shared by the xdist workers of this run
+    data_dir = root / "decision_economy"
+    with open(root / "decision_economy.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (data_dir / ".complete").exists():
+            shutil.rmtree(data_dir, ignore_errors=True)
+            _build_economy(data_dir)
+            (data_dir / ".complete").touch()
+    return data_dir
+
+
+def copy_economy(economy: Path, dest: Path, *, portraits: bool = True, models: bool = True) -> Path:
+    """A private copy to break or extend (the lake is symlinked: tests never change it)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "lake").symlink_to(economy / "lake")
+    if portraits:
+        shutil.copytree(economy / "portraits", dest / "portraits")
+    if models:
+        shutil.copytree(economy / "models", dest / "models")
+    return dest
+
+
+def _pg_engine(request: pytest.FixtureRequest):  # noqa: ANN202
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    schema = f"fbd_{worker}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL, pool_size=1)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(PG_URL, schema=schema, pool_size=20)
+
+    def drop() -> None:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+    request.addfinalizer(drop)
+    return engine
+
+
+@pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
+def db_engine(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
+        request.addfinalizer(engine.dispose)
+    else:
+        engine = _pg_engine(request)
+    migrate(engine)
+    return engine
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path):  # noqa: ANN201
+    engine = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def make_service(economy: Path):  # noqa: ANN201
+    """make_service(engine, data_dir=..., **decision_settings) -> DecisionService (closed after the test)."""
+    from fieldbank.decision.service import DecisionService
+
+    made = []
+
+    def make(engine, data_dir: Path | None = None, clock=None, **decision):  # noqa: ANN001, ANN202
+        settings = load_settings(data_dir=data_dir or economy)
+        if decision:
+            settings = settings.model_copy(update={"decision": settings.decision.model_copy(update=decision)})
+        bank = BankService(engine)
+        bank.ensure_products()
+        service = DecisionService(engine, settings, bank, clock=clock)
+        made.append(service)
+        return service
+
+    yield make
+    for service in made:
+        service.close()
+
+
+def portrait_parties(economy: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    from fieldbank.risk.scoring import newest_portrait_date
+
+    day = newest_portrait_date(economy)
+    return pq.read_table(economy / "portraits" / f"as_of={day}" / "part-0.parquet", columns=["party_id"])[
+        "party_id"].to_pylist()
