@@ -99,7 +99,7 @@ def submit_demo_applications(app, settings: Settings, exclude: set[str], n: int 
         application = ApplicationIn(party_id=parties[i], consent=True,
                                     requested_amount_minor=int(rng.integers(50, 500)) * 10_000,
                                     term_days=int(rng.choice(DEMO_TERMS_DAYS)), purpose="working_capital")
-        decision = app.state.decisions.apply(application, idempotency_key=f"demo-apply-{parties[i]}")
+        decision = app.state.decisions.apply(application, idempotency_key=f"demo-web-apply-{parties[i]}")
         outcomes[decision.outcome] = outcomes.get(decision.outcome, 0) + 1
     return outcomes
 
