@@ -18,7 +18,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     result = CliRunner().invoke(
         app, ["demo", "--parties", "4000", "--months", "20", "--seed", "3", "--borrowers", "40", "--bank-days", "75",
-              "--data-dir", str(data_dir)],
+              "--data-dir", str(data_dir), "--no-serve"],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -48,6 +48,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "champion is now portrait v1" in result.output and "score" in result.output
     # The backtest replayed every party under the candidate and the champion policy, with the inclusion curves.
     assert list((data_dir / "reports").glob("backtest_*.html")) and "champion / traditional approval" in result.output
+    # The last step prints the web pages' URLs and the demo sign-ins (and serves, without --no-serve).
+    assert "demo sign-ins" in result.output and "/ops" in result.output and "operations dashboard" in result.output
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:

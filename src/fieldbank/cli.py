@@ -104,8 +104,10 @@ def demo_command(
     borrowers: int = typer.Option(300, min=1, max=5_000, help="parties the demo bank lends to"),
     bank_days: int = typer.Option(240, min=2, max=730, help="business days the demo bank closes"),
     data_dir: Path = typer.Option(Path("var/demo"), help="where the demo writes everything"),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="end by serving the web pages (--no-serve: tests, CI)"),
+    port: int = typer.Option(8000, min=1, max=65535, help="port the demo serves on"),
 ) -> None:
-    """The main job end to end on embedded defaults: simulate, ingest, book and service loans."""
+    """The main job end to end on embedded defaults: simulate, ingest, book and service loans, serve."""
     from fieldbank.bank.commands import portfolio_command, trial_balance_command
     from fieldbank.config import load_settings
     from fieldbank.demo import DEMO_HORIZON_DAYS, book_and_service, first_party, portrait_dates
@@ -113,31 +115,31 @@ def demo_command(
 
     _fresh_demo_dir(data_dir)
     settings = load_settings(data_dir=data_dir)
-    console.rule("[bold]1/5 simulate a rural and small-business economy")
+    console.rule("[bold]1/7 simulate a rural and small-business economy")
     simulate_command(parties=parties, months=months, seed=seed, data_dir=settings.data_dir)
-    console.rule("[bold]2/5 ingest it into the lake (validated, partitioned by month)")
+    console.rule("[bold]2/7 ingest it into the lake (validated, partitioned by month)")
     ingest_command(src=settings.raw_dir, data_dir=settings.data_dir)
-    console.rule("[bold]3/5 draw every party's portrait from the lake (point in time)")
+    console.rule("[bold]3/7 draw every party's portrait from the lake (point in time)")
     latest, labelled = portrait_dates(settings)
     dates = [d.isoformat() for d in (labelled, latest) if d is not None]
     portrait_command(as_of=dates, engine="duckdb", data_dir=settings.data_dir, rollups=True)
     if labelled is not None:
         portrait_report_command(as_of=labelled.isoformat(), horizon_days=365, data_dir=settings.data_dir)
-    console.rule("[bold]4/5 train credit models on the portraits: traditional vs alternative data")
+    console.rule("[bold]4/7 train credit models on the portraits: traditional vs alternative data")
     # A 24-month economy leaves room for a 180-day label with a proper out-of-time gap;
     # the 12-month label needs about 30 months (docs/risk.md).
     train_portraits(settings, [], "portrait", seed, DEMO_HORIZON_DAYS, "open_at_d", None)
     models_promote(name="portrait", version=None, data_dir=settings.data_dir)
     score_command(party_id=first_party(settings, latest), as_of=None, name=None, version=None,
                   data_dir=settings.data_dir)
-    console.rule("[bold]5/5 book loans on the double-entry ledger and close every business day")
+    console.rule("[bold]5/7 book loans on the double-entry ledger and close every business day")
     report = book_and_service(settings, borrowers=borrowers, days=bank_days, seed=seed, console=console)
     console.print(f"decisions on {sum(report.decisions.values())} applications: {report.decisions}")
     console.print(f"lent to {report.borrowers} parties on {report.first_day} (habits: {report.habits}); "
                   f"closed {report.first_day} .. {report.last_day}")
     trial_balance_command(data_dir=settings.data_dir, database_url=settings.database_url)
     portfolio_command(data_dir=settings.data_dir, database_url=settings.database_url)
-    console.rule("[bold]backtest: a candidate policy vs the champion, portrait vs traditional data, on every party")
+    console.rule("[bold]6/7 backtest: a candidate policy vs the champion, portrait vs traditional data, on every party")
     from fieldbank.config import REPO_POLICIES_DIR
 
     backtest_command(policy=REPO_POLICIES_DIR / "candidate_tight_cutoff.json", champion_policy=None, as_of=None,
@@ -145,6 +147,10 @@ def demo_command(
                      data_dir=settings.data_dir)
     console.print(f"[green]demo done[/green]: lake {settings.lake_dir}, ground truth {settings.truth_dir}, "
                   f"bank database {settings.database_url}; loan outcomes exported to {settings.lake_dir / 'loans'}")
+    from fieldbank.web.demo_step import serve_demo
+
+    console.rule("[bold]7/7 web: the borrower pages and the operations dashboard")
+    serve_demo(settings, console, port=port, serve=serve)
 
 
 if __name__ == "__main__":

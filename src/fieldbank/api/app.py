@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     install_error_handlers(app)
     app.include_router(bank_router)
     app.include_router(decision_router)
+    from fieldbank.web import install_web  # the borrower pages and the ops dashboard
+
+    install_web(app, settings)
 
     @app.get("/health")
     def health() -> dict[str, str]:
