@@ -22,7 +22,7 @@ def economy(tmp_path_factory: pytest.TempPathFactory):
     from fieldbank.simulate.commands import simulate_command
 
     data_dir = tmp_path_factory.mktemp("backtest_economy")
-    simulate_command(parties=8000, months=18, seed=11, start="2023-01-01", pd_paths=4, data_dir=data_dir, quiet=True)
+    simulate_command(parties=5000, months=18, seed=11, start="2023-01-01", pd_paths=2, data_dir=data_dir, quiet=True)
     ingest_command(src=data_dir / "raw", data_dir=data_dir)
     settings = load_settings(data_dir=data_dir)
     train_on_portraits(settings, E2E_DATES, horizon_days=180, seed=3)
@@ -41,7 +41,7 @@ def test_backtest_cli_end_to_end(economy) -> None:
     assert res.exit_code == 0, res.output
     summary = json.loads(out.with_suffix(".json").read_text())
     # every party is an applicant, at the newest month with a ground-truth outcome (after the OOT date)
-    assert summary["as_of"] == "2024-06-01" and summary["applicants"] == 8000 == summary["outcomes_known"]
+    assert summary["as_of"] == "2024-06-01" and summary["applicants"] == 5000 == summary["outcomes_known"]
     assert 0.02 < summary["population_bad_rate"] < 0.5
     approval = summary["approval_at_target"]
     assert set(approval) == {"champion", "alternative", "traditional", "truth"}
@@ -49,7 +49,7 @@ def test_backtest_cli_end_to_end(economy) -> None:
     champion, candidate = summary["policies"]
     assert champion["policy"] == "champion" and candidate["policy"] == "candidate"
     assert candidate["approved"] <= champion["approved"]  # the candidate only tightens the PD cap
-    assert champion["approved"] + champion["declined"] + champion["referred"] == 8000
+    assert champion["approved"] + champion["declined"] + champion["referred"] == 5000
     assert "Plotly.newPlot" in out.read_text()
 
 
