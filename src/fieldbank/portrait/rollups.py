@@ -103,6 +103,22 @@ def read_rollup(con: ibis.BaseBackend, lake_dir: Path, name: str) -> ir.Table:
     return read_parquet_dir(con, rollups_dir(lake_dir) / name, SCHEMAS[name])
 
 
+def read_rollup_days(con: ibis.BaseBackend, lake_dir: Path, name: str, days: list[dt.date]) -> ir.Table:
+    """The rows of `days` only, reading only the files that can hold them (a day file, or its
+    month's file): what an incremental step needs, whatever the length of the history."""
+    d = rollups_dir(lake_dir) / name
+    wanted = set(days)
+    files = [
+        p for p in parquet_files(d)
+        if (len(p.stem) == 10 and dt.date.fromisoformat(p.stem) in wanted)
+        or (len(p.stem) == 7 and any(p.stem == f"{x.year:04d}-{x.month:02d}" for x in wanted))
+    ]
+    if not files:
+        return ibis.memtable(SCHEMAS[name].empty_table())
+    t = con.read_parquet([str(p) for p in files], hive_partitioning=False).select(*SCHEMAS[name].names)
+    return t.filter(t.day.isin([ibis.literal(x, type="date") for x in sorted(wanted)]))
+
+
 @dataclass(frozen=True)
 class RollupUpdate:
     files_new_or_changed: int
