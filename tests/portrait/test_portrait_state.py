@@ -72,6 +72,13 @@ def test_new_days_advance_the_state_and_equal_a_full_recompute(tmp_path: Path, t
         assert got.num_rows == expected.num_rows > 100
         assert_same_portrait(got, expected, rel=1e-9)
 
+    # A day without payments (nothing ingested for it): the windows still slide.
+    day += dt.timedelta(days=1)
+    got, update = latest_portrait(lake, day)
+    assert (update.action, update.days) == ("advanced", 1)
+    assert_same_portrait(got, _full(lake, day), rel=1e-9)
+    later = _between(later, day, None)
+
     # Several days at once, and the same date again (nothing to do).
     write_lake_table(lake, "payments", _between(later, day, day + dt.timedelta(days=5)), file_tag="d5")
     got, update = latest_portrait(lake, day + dt.timedelta(days=5))

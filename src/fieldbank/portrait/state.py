@@ -54,6 +54,8 @@ from fieldbank.portrait.windows import (
     Window,
     day_measures,
     pair_state,
+    payee_aggregates,
+    payer_aggregates,
     window_sums,
 )
 
@@ -158,6 +160,9 @@ def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date) -> None:
     r = r.filter(r.day < a.date, r.day >= a.start_date(MAX_WINDOW_DAYS))
     _create(con, "day_measures", day_measures(r, _measures_used()).order_by("day", "party_id"))
     _create(con, "pair_state", pair_state(inp.pair_day, a))
+    pairs = con.table("pair_state")
+    _create(con, "payee_aggregates", payee_aggregates(pairs, a))
+    _create(con, "payer_aggregates", payer_aggregates(pairs, a))
 
 
 def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date) -> None:
@@ -169,9 +174,12 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date) 
     def back(days: int) -> dt.date:  # the day `days` days before the new day
         return new_day - dt.timedelta(days=days)
 
+    # The boundary days' measures: one equality scan per day, so DuckDB's zone maps skip the
+    # rest of the table (day_measures is stored in day order).
     boundary = sorted({back(w.to_days_ago) for w in ALL_WINDOWS} | {back(w.from_days_ago) for w in ALL_WINDOWS})
-    dm = con.table("day_measures")
-    dm = dm.filter(dm.day.isin([date_literal(d) for d in boundary]))
+    con.raw_sql("CREATE OR REPLACE TEMP TABLE _boundary AS "
+                + " UNION ALL ".join(f"SELECT * FROM day_measures WHERE day = DATE '{d}'" for d in boundary))
+    dm = con.table("_boundary")
 
     def delta(w: Window) -> ir.IntegerValue:
         enters, leaves = date_literal(back(w.to_days_ago)), date_literal(back(w.from_days_ago))
@@ -188,9 +196,16 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date) 
     _create(con, "party_windows_next", merged)
     con.raw_sql("DROP TABLE party_windows; ALTER TABLE party_windows_next RENAME TO party_windows")
     # Days that can no longer leave a window are not needed any more.
-    con.raw_sql(f"DELETE FROM day_measures WHERE day < DATE '{(new_as_of - dt.timedelta(days=MAX_WINDOW_DAYS))}'")
+    con.raw_sql(f"DELETE FROM day_measures WHERE day < DATE '{new_as_of - dt.timedelta(days=MAX_WINDOW_DAYS)}'")
+    _advance_pairs(con, lake_dir, new_as_of)
 
-    # Pairs: add the new day, subtract the day leaving the 365-day window.
+
+def _advance_pairs(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date) -> None:
+    """Pairs: add the new day, subtract the day leaving the 365-day window; then the payee and
+    payer aggregates change by the touched pairs' (new - old) contributions, so only touched
+    pairs are read. A payee's top customer amount is recomputed (from its pairs) only when a
+    pair holding the old top amount went down."""
+    new_day = new_as_of - dt.timedelta(days=1)
     leave_day = new_as_of - dt.timedelta(days=MAX_WINDOW_DAYS + 1)
     changes = rollups.read_rollup_days(con, lake_dir, "pair_day", [new_day, leave_day])
     entered = changes.day == date_literal(new_day)
@@ -200,18 +215,65 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date) 
         d_amount=(sign * changes.amount_minor).sum().cast("int64"),
         entered=entered.any(),
     )
-    ps = con.table("pair_state")
-    j = ps.outer_join(ch, ["payee_id", "payer_id"])
-    nxt = j.select(
-        payee_id=ibis.coalesce(j.payee_id, j.payee_id_right),
-        payer_id=ibis.coalesce(j.payer_id, j.payer_id_right),
-        days_n=(j.days_n.fill_null(0) + j.d_days.fill_null(0)).cast("int64"),
-        amount_minor=(j.amount_minor.fill_null(0) + j.d_amount.fill_null(0)).cast("int64"),
-        last_day=ibis.ifelse(j.entered.fill_null(False), date_literal(new_day), j.last_day),
-    )
-    nxt = nxt.filter(nxt.days_n > 0)
-    _create(con, "pair_state_next", nxt)
-    con.raw_sql("DROP TABLE pair_state; ALTER TABLE pair_state_next RENAME TO pair_state")
+    con.raw_sql(f"CREATE OR REPLACE TEMP TABLE _ch AS {con.compile(ch)}")
+    # A pair counts in the 90-day window of as_of X iff last_day >= X - 90.
+    was_90 = f"DATE '{new_as_of - dt.timedelta(days=91)}'"
+    now_90 = f"DATE '{new_as_of - dt.timedelta(days=90)}'"
+    con.raw_sql(f"""
+CREATE OR REPLACE TEMP TABLE _tp AS
+WITH old AS (
+  SELECT p.* FROM pair_state p LEFT JOIN _ch c ON p.payee_id = c.payee_id AND p.payer_id = c.payer_id
+  WHERE c.payee_id IS NOT NULL OR p.last_day = {was_90}
+)
+SELECT coalesce(o.payee_id, c.payee_id) AS payee_id, coalesce(o.payer_id, c.payer_id) AS payer_id,
+  o.days_n AS old_days, o.amount_minor AS old_amount, o.last_day AS old_last,
+  coalesce(o.days_n, 0) + coalesce(c.d_days, 0) AS new_days,
+  coalesce(o.amount_minor, 0) + coalesce(c.d_amount, 0) AS new_amount,
+  CASE WHEN coalesce(c.entered, false) THEN DATE '{new_day}' ELSE o.last_day END AS new_last
+FROM old o FULL JOIN _ch c ON o.payee_id = c.payee_id AND o.payer_id = c.payer_id;
+""")
+    bad = con.con.execute("SELECT count(*) FROM _tp WHERE new_days < 0 OR new_amount < 0 "  # noqa: SLF001
+                          "OR (new_days = 0) <> (new_amount = 0)").fetchone()
+    assert bad is not None and bad[0] == 0, f"pair state went negative for {bad} pairs: state and rollups disagree"
+    in_90_before = f"(o_last IS NOT NULL AND o_last >= {was_90})"
+    con.raw_sql(f"""
+CREATE OR REPLACE TEMP TABLE _payee_delta AS
+SELECT payee_id AS party_id,
+  sum((new_days > 0)::BIGINT - (old_days IS NOT NULL)::BIGINT) AS d_n365,
+  sum((new_days >= 2)::BIGINT - (coalesce(old_days, 0) >= 2)::BIGINT) AS d_repeat,
+  sum(new_amount - coalesce(old_amount, 0)) AS d_total,
+  sum((new_days > 0 AND new_last >= {now_90})::BIGINT - {in_90_before.replace('o_last', 'old_last')}::BIGINT) AS d_n90,
+  max(CASE WHEN new_days > 0 THEN new_amount END) AS max_new,
+  max(CASE WHEN old_amount IS NOT NULL AND new_amount < old_amount THEN old_amount END) AS max_fell_from
+FROM _tp GROUP BY 1;
+CREATE OR REPLACE TEMP TABLE _payer_delta AS
+SELECT payer_id AS party_id,
+  sum((new_days > 0 AND new_last >= {now_90})::BIGINT - {in_90_before.replace('o_last', 'old_last')}::BIGINT) AS d_n90
+FROM _tp GROUP BY 1;
+DELETE FROM pair_state USING _tp WHERE pair_state.payee_id = _tp.payee_id AND pair_state.payer_id = _tp.payer_id;
+INSERT INTO pair_state SELECT payee_id, payer_id, new_days, new_amount, new_last FROM _tp WHERE new_days > 0;
+CREATE OR REPLACE TEMP TABLE _payee_next AS
+SELECT coalesce(a.party_id, d.party_id) AS party_id,
+  coalesce(a.cust_n_90d, 0) + coalesce(d.d_n90, 0) AS cust_n_90d,
+  coalesce(a.cust_n_365d, 0) + coalesce(d.d_n365, 0) AS cust_n_365d,
+  coalesce(a.cust_repeat_n_365d, 0) + coalesce(d.d_repeat, 0) AS cust_repeat_n_365d,
+  CASE WHEN d.max_fell_from IS NOT NULL AND d.max_fell_from >= a.cust_top_minor_365d THEN NULL
+       ELSE greatest(a.cust_top_minor_365d, d.max_new) END AS cust_top_minor_365d,
+  d.max_fell_from IS NOT NULL AND d.max_fell_from >= a.cust_top_minor_365d AS top_stale,
+  coalesce(a.cust_total_minor_365d, 0) + coalesce(d.d_total, 0) AS cust_total_minor_365d
+FROM payee_aggregates a FULL JOIN _payee_delta d ON a.party_id = d.party_id;
+CREATE OR REPLACE TEMP TABLE _top AS
+SELECT p.payee_id AS party_id, max(p.amount_minor) AS top FROM pair_state p
+SEMI JOIN (SELECT party_id FROM _payee_next WHERE top_stale) s ON p.payee_id = s.party_id GROUP BY 1;
+CREATE OR REPLACE TABLE payee_aggregates AS
+SELECT n.party_id, n.cust_n_90d, n.cust_n_365d, n.cust_repeat_n_365d,
+  CASE WHEN n.top_stale THEN t.top ELSE n.cust_top_minor_365d END AS cust_top_minor_365d, n.cust_total_minor_365d
+FROM _payee_next n LEFT JOIN _top t ON n.party_id = t.party_id WHERE n.cust_n_365d > 0;
+CREATE OR REPLACE TABLE payer_aggregates AS
+SELECT coalesce(a.party_id, d.party_id) AS party_id, coalesce(a.merchants_n_90d, 0) + coalesce(d.d_n90, 0) AS merchants_n_90d
+FROM payer_aggregates a FULL JOIN _payer_delta d ON a.party_id = d.party_id;
+DELETE FROM payer_aggregates WHERE merchants_n_90d = 0;
+""")
 
 
 def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inputs, StateUpdate]:
@@ -244,7 +306,8 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
 
 
 def state_aggregates(con: ibis.BaseBackend) -> PaymentAggregates:
-    return PaymentAggregates(windows=con.table("party_windows"), pairs=con.table("pair_state"))
+    return PaymentAggregates(windows=con.table("party_windows"), pairs=con.table("pair_state"),
+                             payees=con.table("payee_aggregates"), payers=con.table("payer_aggregates"))
 
 
 def latest_portrait(lake_dir: Path, as_of: dt.date) -> tuple[pa.Table, StateUpdate]:

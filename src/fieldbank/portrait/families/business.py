@@ -13,7 +13,7 @@ from fieldbank.portrait.catalog import count, money, ratio
 from fieldbank.portrait.engine import safe_div
 from fieldbank.portrait.families._common import MONTHS_N, month_columns, monthly_cv, outer_join_on_party
 from fieldbank.portrait.inputs import AsOf, Inputs
-from fieldbank.portrait.windows import PaymentAggregates, Window, full_aggregates, monthly, payee_aggregates
+from fieldbank.portrait.windows import PaymentAggregates, Window, full_aggregates, monthly
 
 F = "business"
 WINDOWS_DAYS = (30, 90, 365)
@@ -75,7 +75,7 @@ def finish(agg: PaymentAggregates, a: AsOf) -> ir.Table:
         biz_refund_share_90d=safe_div(s.biz_refunds_90d, s.biz_revenue_minor_90d),
     )
     # Customers need the counterparty: the pair state (purchases only).
-    c = payee_aggregates(agg.pairs, a)
+    c = agg.payee_table(a)
     c = c.select(
         "party_id",
         biz_customers_n_90d=c.cust_n_90d,

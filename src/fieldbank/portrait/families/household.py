@@ -15,7 +15,7 @@ from fieldbank.portrait.catalog import Feature, count, flag, money, ratio
 from fieldbank.portrait.engine import safe_div
 from fieldbank.portrait.families._common import MONTHS_N, month_columns, monthly_cv, months_with_value, outer_join_on_party
 from fieldbank.portrait.inputs import AsOf, Inputs
-from fieldbank.portrait.windows import PaymentAggregates, Window, full_aggregates, monthly, payer_aggregates
+from fieldbank.portrait.windows import PaymentAggregates, Window, full_aggregates, monthly
 
 F = "household"
 WINDOWS_DAYS = (30, 90, 365)
@@ -98,5 +98,5 @@ def finish(agg: PaymentAggregates, a: AsOf) -> ir.Table:
         hh_income_drop_flag_90d=ibis.ifelse(income_drop, 1, 0).cast("int64"),
         hh_spend_change_after_income_drop_90d=ibis.ifelse(income_drop, spend_growth, ibis.null("float64")),
     )
-    m = payer_aggregates(agg.pairs, a).rename(hh_merchants_n_90d="merchants_n_90d")
+    m = agg.payer_table(a).rename(hh_merchants_n_90d="merchants_n_90d")
     return outer_join_on_party(h, m)
