@@ -44,7 +44,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from fieldbank.portrait import rollups
-from fieldbank.portrait.engine import date_literal
+from fieldbank.portrait.engine import configure_duckdb, date_literal
 from fieldbank.portrait.inputs import AsOf, Inputs, load_inputs
 from fieldbank.portrait.pipeline import ALL_WINDOWS, execute_portrait
 from fieldbank.portrait.windows import (
@@ -59,7 +59,7 @@ from fieldbank.portrait.windows import (
     window_sums,
 )
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 MAX_ADVANCE_DAYS = 31  # further than this from the state's date: rebuild (cheaper than 31+ advances)
 STATE_DIR = "_portrait_state"
 
@@ -95,7 +95,7 @@ def _connect(lake_dir: Path) -> ibis.BaseBackend:
     path = state_path(lake_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = ibis.duckdb.connect(str(path))
-    con.raw_sql("SET TimeZone = 'UTC'")
+    configure_duckdb(con)
     return con
 
 
