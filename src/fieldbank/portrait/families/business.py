@@ -63,6 +63,7 @@ def compute(inp: Inputs, a: AsOf, agg: PaymentAggregates | None = None) -> ir.Ta
 def finish(agg: PaymentAggregates, a: AsOf) -> ir.Table:
     """The features from window sums (zero-filled) and the pair state; both paths call this."""
     s = agg.windows.select("party_id", *(w.name for w in WINDOWS))
+    s = s.filter(s.biz_sales_n_365d > 0)  # merchants: other parties get nulls / zeros downstream anyway
     months = month_columns(s, "biz_rev")
     assert len(months) == MONTHS_N
     s = s.select(
