@@ -179,16 +179,16 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date) 
     boundary = sorted({back(w.to_days_ago) for w in ALL_WINDOWS} | {back(w.from_days_ago) for w in ALL_WINDOWS})
     con.raw_sql("CREATE OR REPLACE TEMP TABLE _boundary AS "
                 + " UNION ALL ".join(f"SELECT * FROM day_measures WHERE day = DATE '{d}'" for d in boundary))
-    dm = con.table("_boundary")
+    # delta = measure on the entering day - measure on the leaving day, as one CASE per
+    # window (75 FILTER-ed sums measured 3-5x slower in DuckDB than this).
+    def delta(w: Window) -> str:
+        return (f"sum(CASE day WHEN DATE '{back(w.to_days_ago)}' THEN {w.measure} "
+                f"WHEN DATE '{back(w.from_days_ago)}' THEN -{w.measure} ELSE 0 END)::BIGINT AS \"d_{w.name}\"")
 
-    def delta(w: Window) -> ir.IntegerValue:
-        enters, leaves = date_literal(back(w.to_days_ago)), date_literal(back(w.from_days_ago))
-        m = dm[w.measure]
-        return (m.sum(where=dm.day == enters).fill_null(0) - m.sum(where=dm.day == leaves).fill_null(0)).cast("int64")
-
-    deltas = dm.group_by("party_id").aggregate(**{f"d_{w.name}": delta(w) for w in ALL_WINDOWS})
+    con.raw_sql("CREATE OR REPLACE TEMP TABLE _deltas AS SELECT party_id, "
+                + ", ".join(delta(w) for w in ALL_WINDOWS) + " FROM _boundary GROUP BY party_id")
     old = con.table("party_windows")
-    j = old.outer_join(deltas, "party_id")
+    j = old.outer_join(con.table("_deltas"), "party_id")
     merged = j.select(
         party_id=ibis.coalesce(j.party_id, j.party_id_right),
         **{w.name: (j[w.name].fill_null(0) + j[f"d_{w.name}"].fill_null(0)).cast("int64") for w in ALL_WINDOWS},
