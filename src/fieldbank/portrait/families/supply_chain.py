@@ -11,7 +11,7 @@ import ibis
 import ibis.expr.types as ir
 
 from fieldbank.portrait.catalog import count, money, ratio
-from fieldbank.portrait.engine import safe_div, whole_days_between
+from fieldbank.portrait.engine import whole_days_between
 from fieldbank.portrait.families._common import days_late_as_of, unpaid_as_of
 from fieldbank.portrait.graph import pagerank
 from fieldbank.portrait.inputs import AsOf, Inputs
