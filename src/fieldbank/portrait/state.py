@@ -270,7 +270,8 @@ SELECT n.party_id, n.cust_n_90d, n.cust_n_365d, n.cust_repeat_n_365d,
   CASE WHEN n.top_stale THEN t.top ELSE n.cust_top_minor_365d END AS cust_top_minor_365d, n.cust_total_minor_365d
 FROM _payee_next n LEFT JOIN _top t ON n.party_id = t.party_id WHERE n.cust_n_365d > 0;
 CREATE OR REPLACE TABLE payer_aggregates AS
-SELECT coalesce(a.party_id, d.party_id) AS party_id, coalesce(a.merchants_n_90d, 0) + coalesce(d.d_n90, 0) AS merchants_n_90d
+SELECT coalesce(a.party_id, d.party_id) AS party_id,
+  coalesce(a.merchants_n_90d, 0) + coalesce(d.d_n90, 0) AS merchants_n_90d
 FROM payer_aggregates a FULL JOIN _payer_delta d ON a.party_id = d.party_id;
 DELETE FROM payer_aggregates WHERE merchants_n_90d = 0;
 """)

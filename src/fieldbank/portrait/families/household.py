@@ -13,7 +13,13 @@ import ibis.expr.types as ir
 from fieldbank.contract import ESSENTIAL_CATEGORIES
 from fieldbank.portrait.catalog import Feature, count, flag, money, ratio
 from fieldbank.portrait.engine import safe_div
-from fieldbank.portrait.families._common import MONTHS_N, month_columns, monthly_cv, months_with_value, outer_join_on_party
+from fieldbank.portrait.families._common import (
+    MONTHS_N,
+    month_columns,
+    monthly_cv,
+    months_with_value,
+    outer_join_on_party,
+)
 from fieldbank.portrait.inputs import AsOf, Inputs
 from fieldbank.portrait.windows import PaymentAggregates, Window, full_aggregates, monthly
 
