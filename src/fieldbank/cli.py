@@ -122,7 +122,7 @@ def demo_command(
     console.rule("[bold]3/7 draw every party's portrait from the lake (point in time)")
     latest, labelled = portrait_dates(settings)
     dates = [d.isoformat() for d in (labelled, latest) if d is not None]
-    portrait_command(as_of=dates, engine="duckdb", data_dir=settings.data_dir, rollups=True)
+    portrait_command(as_of=dates, engine="duckdb", data_dir=settings.data_dir, rollups=True, incremental=False)
     if labelled is not None:
         portrait_report_command(as_of=labelled.isoformat(), horizon_days=365, data_dir=settings.data_dir)
     console.rule("[bold]4/7 train credit models on the portraits: traditional vs alternative data")

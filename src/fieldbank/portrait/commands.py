@@ -26,6 +26,9 @@ def portrait_command(
     data_dir: Path = typer.Option(None, help="root of fieldbank's files; default from settings"),
     rollups: bool = typer.Option(True, "--rollups/--no-rollups",
                                  help="read payments through the incremental daily rollups (default) or raw"),
+    incremental: bool = typer.Option(True, "--incremental/--full",
+                                     help="DuckDB with rollups: the latest date from the running totals kept in "
+                                          "the lake (advanced by the new days), earlier dates in full"),
 ) -> None:
     """Compute portraits (one row per party, one column per feature) as of each date."""
     from fieldbank.config import load_settings
@@ -47,6 +50,7 @@ def portrait_command(
     if not (lake_dir / "parties").exists():
         raise typer.BadParameter(f"no lake at {lake_dir} (no parties table): run `fieldbank ingest` first")
 
+    use_state = incremental and rollups and engine == "duckdb"
     started = time.perf_counter()
     rows = 0
     spark = None
@@ -61,7 +65,15 @@ def portrait_command(
         progress.advance(task)
         for day in days:
             progress.update(task, description=f"portrait as of {day}")
-            table = execute_portrait(inp, day)
+            if use_state and day == days[-1]:
+                from fieldbank.portrait.state import latest_portrait
+
+                table, update = latest_portrait(lake_dir, day)
+                console.print(f"incremental state: {update.action}"
+                              + (f" ({update.reason})" if update.action == "built" else "")
+                              + (f", {update.days} day(s) from {update.from_as_of}" if update.days else ""))
+            else:
+                table = execute_portrait(inp, day)
             write_portrait(settings.data_dir, day, table)
             rows += table.num_rows
             progress.advance(task)

@@ -48,9 +48,15 @@ def connect(engine: str, spark: Any | None = None) -> ibis.BaseBackend:
     assert engine in ENGINES, f"engine must be one of {ENGINES}, got {engine!r}"
     if engine == "duckdb":
         con = ibis.duckdb.connect()
-        con.raw_sql("SET TimeZone = 'UTC'")
+        configure_duckdb(con)
         return con
     return ibis.pyspark.connect(spark if spark is not None else spark_session())
+
+
+def configure_duckdb(con: ibis.BaseBackend) -> None:
+    """UTC (the point-in-time rule is in UTC) and no DuckDB progress bar (fieldbank draws its own)."""
+    con.raw_sql("SET TimeZone = 'UTC'")
+    con.raw_sql("SET enable_progress_bar = false")
 
 
 BACKEND_ENGINES = {"duckdb": "duckdb", "pyspark": "spark"}

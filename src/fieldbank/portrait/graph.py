@@ -1,15 +1,27 @@
-"""PageRank by iterated joins: runs on any Ibis backend (no graph library, no UDF).
+"""PageRank of the invoice graph, two implementations of the same arithmetic:
 
-Each iteration is one join + one group-by over the edge list and is materialized (a DuckDB
-temp table, a cached Spark DataFrame) so the expression does not grow with the iterations.
+- `pagerank_joins`: iterated joins, runs on any Ibis backend (no graph library, no UDF), so
+  the graph may be as big as the Spark cluster. Each iteration is one join + one group-by
+  over the edge list and is materialized (a DuckDB temp table, a checkpointed Spark
+  DataFrame) so the expression does not grow with the iterations.
+- `pagerank_local`: the edge list pulled into numpy (one query), iterated in memory with
+  `np.bincount`. On DuckDB (one machine by definition) this is what runs: an iteration
+  costs about a millisecond instead of a query (0.1-0.2 s each on the 5M-payment benchmark).
+
+`pagerank` picks by engine. Both start uniform and do the same fixed number of steps, so
+they agree to float rounding (the Spark parity test checks 1e-9 relative; a unit test
+checks the two on DuckDB).
 """
 
 from __future__ import annotations
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from fieldbank.portrait.engine import materialize
+from fieldbank.portrait.engine import engine_of, materialize
 
 DAMPING = 0.85
 # Error shrinks like DAMPING**k: 0.85**30 ~ 0.8% of the first step; a fixed count keeps
@@ -18,7 +30,15 @@ ITERATIONS = 30
 MAX_ITERATIONS = 200
 
 
-def pagerank(
+def pagerank(con: ibis.BaseBackend, edges: ir.Table, damping: float = DAMPING,
+             iterations: int = ITERATIONS) -> ir.Table:
+    """Weighted PageRank (node_id, rank, nodes_n) of (src, dst, weight) edges; see the module doc."""
+    if engine_of(con) == "duckdb":
+        return pagerank_local(con, edges, damping, iterations)
+    return pagerank_joins(con, edges, damping, iterations)
+
+
+def pagerank_joins(
     con: ibis.BaseBackend,
     edges: ir.Table,
     damping: float = DAMPING,
@@ -55,3 +75,32 @@ def pagerank(
         )
         rank = materialize(con, nxt)
     return rank.select("node_id", "rank", "nodes_n")
+
+
+def pagerank_local(
+    con: ibis.BaseBackend, edges: ir.Table, damping: float = DAMPING, iterations: int = ITERATIONS
+) -> ir.Table:
+    """`pagerank_joins` computed in memory: same inputs, output columns and arithmetic (sums
+    may round in another order); the result is a temporary table on `con`."""
+    assert 0 < damping < 1 and 1 <= iterations <= MAX_ITERATIONS
+    e = edges.group_by("src", "dst").aggregate(weight=edges.weight.sum().cast("float64")).to_pyarrow()
+    ids = pc.unique(pa.chunked_array(e["src"].chunks + e["dst"].chunks, type=pa.string()))
+    n = len(ids)
+    if n == 0:
+        return materialize(con, ibis.memtable(pa.table({
+            "node_id": pa.array([], pa.string()), "rank": pa.array([], pa.float64()),
+            "nodes_n": pa.array([], pa.float64())})))
+    src = pc.index_in(e["src"], value_set=ids).to_numpy()
+    dst = pc.index_in(e["dst"], value_set=ids).to_numpy()
+    weight = e["weight"].to_numpy()
+    keep = src != dst  # a self-loop is not an endorsement (its node stays, maybe dangling)
+    src, dst, weight = src[keep], dst[keep], weight[keep]
+    out_weight = np.bincount(src, weights=weight, minlength=n)
+    dangling_node = np.bincount(src, minlength=n) == 0
+    frac = weight / out_weight[src]
+    rank = np.full(n, 1.0 / n)
+    for _ in range(iterations):
+        inflow = np.bincount(dst, weights=rank[src] * frac, minlength=n)
+        rank = (1.0 - damping) / n + damping * (inflow + rank[dangling_node].sum() / n)
+    assert abs(rank.sum() - 1.0) < 1e-6, f"PageRank mass {rank.sum()} != 1"
+    return materialize(con, ibis.memtable(pa.table({"node_id": ids, "rank": rank, "nodes_n": np.full(n, float(n))})))

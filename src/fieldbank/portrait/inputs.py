@@ -10,7 +10,7 @@ import ibis
 import ibis.expr.types as ir
 
 from fieldbank.portrait import rollups
-from fieldbank.portrait.engine import date_literal, materialize, read_lake_table, ts_literal
+from fieldbank.portrait.engine import date_literal, read_lake_table, ts_literal
 
 
 @dataclass(frozen=True)
@@ -58,18 +58,19 @@ class Inputs:
 
 def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True) -> Inputs:
     """Tables of the lake at `lake_dir`. With `use_rollups`, payments come from the persisted
-    daily rollups (updated first, incrementally); otherwise they are rolled up from the raw
-    payments on this engine, in memory, at load time."""
+    daily rollups (updated first, incrementally); otherwise the rollups are expressions over
+    the raw payments, evaluated inside each portrait's queries (the pipeline reads them once
+    per date: one pass for all window sums, one for the pair state), so the engine pushes
+    each query's filters and projections down to the raw scan."""
     lake_dir = Path(lake_dir)
     if use_rollups:
         rollups.update_rollups(lake_dir)
         party_day = rollups.read_rollup(con, lake_dir, "party_day")
         pair_day = rollups.read_rollup(con, lake_dir, "pair_day")
     else:
-        # Rolled up once per load (not once per family and date): same definitions, no files.
         payments = read_lake_table(con, lake_dir, "payments")
-        party_day = materialize(con, rollups.party_day(payments), keep=True)
-        pair_day = materialize(con, rollups.pair_day(payments), keep=True)
+        party_day = rollups.party_day(payments)
+        pair_day = rollups.pair_day(payments)
     return Inputs(
         con=con,
         parties=read_lake_table(con, lake_dir, "parties"),

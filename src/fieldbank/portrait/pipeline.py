@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 
 from fieldbank.portrait.catalog import Feature, catalog
 from fieldbank.portrait.engine import materialize, release_temporaries
-from fieldbank.portrait.families import COMPUTED_FAMILIES, party, thin_file
+from fieldbank.portrait.families import COMPUTED_FAMILIES, PAYMENT_FAMILIES, party, supply_chain, thin_file
 from fieldbank.portrait.inputs import AsOf, Inputs
+from fieldbank.portrait.windows import PaymentAggregates, pair_state, window_sums
 
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
 KEY_COLUMNS = ("party_id", "as_of")
@@ -29,14 +30,38 @@ def portrait_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-def build_portrait(inp: Inputs, as_of: dt.date) -> ir.Table:
+ALL_WINDOWS = tuple(w for family in PAYMENT_FAMILIES for w in family.WINDOWS)
+
+
+def payment_aggregates(inp: Inputs, a: AsOf) -> PaymentAggregates:
+    """Every payment family's window sums in one pass over party_day, and the pair state in
+    one pass over pair_day, materialized once for all families (see windows.py)."""
+    return PaymentAggregates(
+        windows=materialize(inp.con, window_sums(inp.party_day, a, ALL_WINDOWS)),
+        pairs=materialize(inp.con, pair_state(inp.pair_day, a)),
+    )
+
+
+def build_portrait(
+    inp: Inputs, as_of: dt.date, agg: PaymentAggregates | None = None, ranks: ir.Table | None = None
+) -> ir.Table:
     """The portrait of `as_of` as an Ibis expression. Each family's result is materialized
-    first (see engine.materialize); the final join of the families is left to the caller."""
+    first (see engine.materialize); the final join of the families is left to the caller.
+
+    `agg` (payment aggregates) and `ranks` (PageRank of the invoice graph) are computed here
+    unless given: the incremental path (state.py) passes its running totals and warm-started
+    ranks, so both paths share every feature formula."""
     a = AsOf(as_of)
     feats: dict[str, Feature] = {f.name: f for f in catalog()}
+    agg = agg if agg is not None else payment_aggregates(inp, a)
     t = party.compute(inp, a)
     for family in COMPUTED_FAMILIES:
-        fam = family.compute(inp, a)
+        if family in PAYMENT_FAMILIES:
+            fam = family.compute(inp, a, agg)
+        elif family is supply_chain:
+            fam = supply_chain.compute(inp, a, ranks)
+        else:
+            fam = family.compute(inp, a)
         expected = {f.name for f in family.FEATURES}
         got = set(fam.columns) - {"party_id"}
         assert got == expected, f"{family.__name__}: columns {sorted(got ^ expected)} differ from the catalog"
@@ -54,10 +79,12 @@ def build_portrait(inp: Inputs, as_of: dt.date) -> ir.Table:
     )
 
 
-def execute_portrait(inp: Inputs, as_of: dt.date) -> pa.Table:
+def execute_portrait(
+    inp: Inputs, as_of: dt.date, agg: PaymentAggregates | None = None, ranks: ir.Table | None = None
+) -> pa.Table:
     """Run the portrait on the inputs' engine; rows sorted by party_id, columns as the catalog."""
     try:
-        table = build_portrait(inp, as_of).to_pyarrow()
+        table = build_portrait(inp, as_of, agg, ranks).to_pyarrow()
     finally:
         release_temporaries(inp.con)
     schema = portrait_schema()

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fieldbank.contract import TABLES
-from fieldbank.portrait.engine import connect, parquet_files, read_parquet_dir
+from fieldbank.portrait.engine import connect, materialize, parquet_files, read_parquet_dir
 
 PARTY_DAY_SCHEMA = pa.schema(
     [
@@ -101,6 +101,22 @@ def rollups_dir(lake_dir: Path) -> Path:
 
 def read_rollup(con: ibis.BaseBackend, lake_dir: Path, name: str) -> ir.Table:
     return read_parquet_dir(con, rollups_dir(lake_dir) / name, SCHEMAS[name])
+
+
+def read_rollup_days(con: ibis.BaseBackend, lake_dir: Path, name: str, days: list[dt.date]) -> ir.Table:
+    """The rows of `days` only, reading only the files that can hold them (a day file, or its
+    month's file): what an incremental step needs, whatever the length of the history."""
+    d = rollups_dir(lake_dir) / name
+    wanted = set(days)
+    files = [
+        p for p in parquet_files(d)
+        if (len(p.stem) == 10 and dt.date.fromisoformat(p.stem) in wanted)
+        or (len(p.stem) == 7 and any(p.stem == f"{x.year:04d}-{x.month:02d}" for x in wanted))
+    ]
+    if not files:  # a temp table, not a memtable: callers may compile this to SQL themselves
+        return materialize(con, ibis.memtable(SCHEMAS[name].empty_table()))
+    t = con.read_parquet([str(p) for p in files], hive_partitioning=False).select(*SCHEMAS[name].names)
+    return t.filter(t.day.isin([ibis.literal(x, type="date") for x in sorted(wanted)]))
 
 
 @dataclass(frozen=True)

@@ -15,19 +15,16 @@ from fieldbank.portrait.catalog import Feature, count, flag, money, ratio
 from fieldbank.portrait.engine import safe_div
 from fieldbank.portrait.families._common import (
     MONTHS_N,
-    bucket_sum,
-    drop_month_columns,
-    month_sums,
+    month_columns,
     monthly_cv,
     months_with_value,
-    window_buckets,
-    with_month_bucket,
+    outer_join_on_party,
 )
 from fieldbank.portrait.inputs import AsOf, Inputs
+from fieldbank.portrait.windows import PaymentAggregates, Window, full_aggregates, monthly
 
 F = "household"
 WINDOWS_DAYS = (30, 90, 365)
-INCOME_KINDS = ("wage", "harvest_sale")
 # Income in the last 90 days below this share of the 90 days before counts as a shock.
 INCOME_DROP_RATIO = 0.7
 FEATURES = (
@@ -62,53 +59,50 @@ FEATURES = (
 )
 
 
-def compute(inp: Inputs, a: AsOf) -> ir.Table:
-    r = inp.party_day
-    r = with_month_bucket(r.filter(r.day < a.date, r.day >= a.start_date(365)), a)
-    is_spend = (r.direction == "out") & (r.kind == "purchase")
-    is_income = (r.direction == "in") & r.kind.isin(INCOME_KINDS)
-    is_essential = is_spend & r.category.isin(sorted(ESSENTIAL_CATEGORIES))
-    signed = ibis.ifelse(r.direction == "in", r.amount_minor, -r.amount_minor)
-    # Stage 1: party x 30-day bucket; stage 2: windows are bucket ranges.
-    b = r.group_by("party_id", "bucket").aggregate(
-        spend=r.amount_minor.sum(where=is_spend),
-        essentials=r.amount_minor.sum(where=is_essential),
-        income=r.amount_minor.sum(where=is_income),
-        net=signed.sum(),
+WINDOWS = (
+    *(Window(f"hh_spend_minor_{w}d", "spend_minor", w) for w in WINDOWS_DAYS),
+    Window("hh_spend_prev90", "spend_minor", 180, 90),
+    Window("hh_essentials_90d", "essentials_minor", 90),
+    Window("hh_income_minor_90d", "income_minor", 90),
+    Window("hh_income_minor_365d", "income_minor", 365),
+    Window("hh_income_prev90", "income_minor", 180, 90),
+    Window("hh_net_inflow_minor_90d", "net_minor", 90),
+    Window("hh_net_inflow_minor_365d", "net_minor", 365),
+    *monthly("hh_spend", "spend_minor"),
+    *monthly("hh_inc", "income_minor"),
+)
+
+
+def compute(inp: Inputs, a: AsOf, agg: PaymentAggregates | None = None) -> ir.Table:
+    """The family from shared payment aggregates (`agg`, holding at least WINDOWS), or from the
+    rollups when `agg` is None."""
+    return finish(agg if agg is not None else full_aggregates(inp, a, WINDOWS), a)
+
+
+def finish(agg: PaymentAggregates, a: AsOf) -> ir.Table:
+    """The features from window sums (zero-filled) and the pair state; both paths call this."""
+    h = agg.windows.select("party_id", *(w.name for w in WINDOWS))
+    spend_months = month_columns(h, "hh_spend")
+    assert len(spend_months) == MONTHS_N
+    spend_growth = safe_div(h.hh_spend_minor_90d, h.hh_spend_prev90) - 1.0
+    income_drop = (h.hh_income_prev90 > 0) & (
+        h.hh_income_minor_90d.cast("float64") < INCOME_DROP_RATIO * h.hh_income_prev90.cast("float64")
     )
-    last90 = window_buckets(90)
-    h = b.group_by("party_id").aggregate(
-        **{f"hh_spend_minor_{w}d": bucket_sum(b, b.spend, 0, window_buckets(w)) for w in WINDOWS_DAYS},
-        spend_prev90=bucket_sum(b, b.spend, last90 + 1, 5),
-        essentials_90d=bucket_sum(b, b.essentials, 0, last90),
-        hh_income_minor_90d=bucket_sum(b, b.income, 0, last90),
-        hh_income_minor_365d=b.income.sum(),
-        income_prev90=bucket_sum(b, b.income, last90 + 1, 5),
-        hh_net_inflow_minor_90d=bucket_sum(b, b.net, 0, last90),
-        hh_net_inflow_minor_365d=b.net.sum(),
-        **month_sums(b, b.spend, "spend"),
-        **month_sums(b, b.income, "inc"),
-    )
-    spend_360 = sum((h[f"spend_m{k}"].fill_null(0) for k in range(1, MONTHS_N)), h["spend_m0"].fill_null(0))
-    spend_growth = safe_div(h.hh_spend_minor_90d.fill_null(0), h.spend_prev90) - 1.0
-    income_drop = (h.income_prev90.fill_null(0) > 0) & (
-        h.hh_income_minor_90d.fill_null(0).cast("float64") < INCOME_DROP_RATIO * h.income_prev90.cast("float64")
-    )
-    h = h.mutate(
-        hh_spend_month_mean_minor_360d=spend_360.cast("float64") / MONTHS_N,
+    h = h.select(
+        "party_id",
+        *(f"hh_spend_minor_{w}d" for w in WINDOWS_DAYS),
+        hh_spend_month_mean_minor_360d=sum(spend_months[1:], spend_months[0]) / MONTHS_N,
         hh_spend_growth_90d=spend_growth,
-        hh_essentials_share_90d=safe_div(h.essentials_90d.fill_null(0), h.hh_spend_minor_90d),
-        hh_spend_cv_360d=monthly_cv(h, "spend"),
-        hh_income_months_n_360d=months_with_value(h, "inc"),
-        hh_income_cv_360d=monthly_cv(h, "inc"),
+        hh_essentials_share_90d=safe_div(h.hh_essentials_90d, h.hh_spend_minor_90d),
+        hh_spend_cv_360d=monthly_cv(h, "hh_spend"),
+        hh_income_minor_90d=h.hh_income_minor_90d,
+        hh_income_minor_365d=h.hh_income_minor_365d,
+        hh_income_months_n_360d=months_with_value(h, "hh_inc"),
+        hh_income_cv_360d=monthly_cv(h, "hh_inc"),
+        hh_net_inflow_minor_90d=h.hh_net_inflow_minor_90d,
+        hh_net_inflow_minor_365d=h.hh_net_inflow_minor_365d,
         hh_income_drop_flag_90d=ibis.ifelse(income_drop, 1, 0).cast("int64"),
         hh_spend_change_after_income_drop_90d=ibis.ifelse(income_drop, spend_growth, ibis.null("float64")),
     )
-    h = drop_month_columns(h, "spend", "inc").drop("spend_prev90", "essentials_90d", "income_prev90")
-
-    pairs = inp.pair_day
-    pairs = pairs.filter(pairs.day < a.date, pairs.day >= a.start_date(90))
-    m = pairs.group_by(party_id=pairs.payer_id).aggregate(hh_merchants_n_90d=pairs.payee_id.nunique())
-    return h.outer_join(m, "party_id").mutate(party_id=ibis.coalesce(ibis._.party_id, ibis._.party_id_right)).drop(
-        "party_id_right"
-    )
+    m = agg.payer_table(a).rename(hh_merchants_n_90d="merchants_n_90d")
+    return outer_join_on_party(h, m)

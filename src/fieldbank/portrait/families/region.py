@@ -13,11 +13,10 @@ import ibis
 import ibis.expr.types as ir
 
 from fieldbank.portrait.catalog import count, ratio
-from fieldbank.portrait.families._common import in_range, in_window
 from fieldbank.portrait.inputs import AsOf, Inputs
+from fieldbank.portrait.windows import PaymentAggregates, Window, full_aggregates
 
 F = "region"
-INFLOW_KINDS = ("purchase", "wage", "harvest_sale")
 INCOME_FELL_RATIO = 0.8
 FEATURES = [
     count("region_parties_n", F, "parties of the region created before D", None),
@@ -30,20 +29,26 @@ FEATURES = [
 ]
 
 
-def compute(inp: Inputs, a: AsOf) -> ir.Table:
+WINDOWS = (
+    Window("region_inflow_90d", "inflow_minor", 90),
+    Window("region_inflow_prev90", "inflow_minor", 180, 90),
+)
+
+
+def compute(inp: Inputs, a: AsOf, agg: PaymentAggregates | None = None) -> ir.Table:
+    """The family from shared payment aggregates (`agg`, holding at least WINDOWS), or from the
+    rollups when `agg` is None; loans and parties are read as of D."""
+    agg = agg if agg is not None else full_aggregates(inp, a, WINDOWS)
     parties = inp.parties.filter(inp.parties.created_at < a.ts).select("party_id", "region_id")
 
-    r = inp.party_day
-    r = r.filter(r.day < a.date, r.day >= a.start_date(180), r.direction == "in", r.kind.isin(INFLOW_KINDS))
-    inflow = r.group_by("party_id").aggregate(
-        last_90=r.amount_minor.sum(where=in_window(r.day, a, 90)),
-        prev_90=r.amount_minor.sum(where=in_range(r.day, a, 180, 90)),
-    )
-    inflow = inflow.filter(inflow.prev_90 > 0)
-    fell = inflow.mutate(
+    w = agg.windows
+    inflow = w.filter(w.region_inflow_prev90 > 0)
+    fell = inflow.select(
+        "party_id",
         fell=ibis.ifelse(
-            inflow.last_90.fill_null(0).cast("float64") < INCOME_FELL_RATIO * inflow.prev_90.cast("float64"), 1, 0
-        ).cast("float64")
+            inflow.region_inflow_90d.cast("float64") < INCOME_FELL_RATIO * inflow.region_inflow_prev90.cast("float64"),
+            1, 0,
+        ).cast("float64"),
     )
     fell = fell.join(parties, "party_id")
     fell_by_region = fell.group_by("region_id").aggregate(region_income_fell_share_90d=fell.fell.mean())

@@ -11,7 +11,7 @@ import ibis
 import ibis.expr.types as ir
 
 from fieldbank.portrait.catalog import count, money, ratio
-from fieldbank.portrait.engine import safe_div, whole_days_between
+from fieldbank.portrait.engine import whole_days_between
 from fieldbank.portrait.families._common import days_late_as_of, unpaid_as_of
 from fieldbank.portrait.graph import pagerank
 from fieldbank.portrait.inputs import AsOf, Inputs
@@ -76,7 +76,16 @@ def _sides(inp: Inputs, a: AsOf) -> ir.Table:
     return sides[0].union(sides[1])
 
 
-def compute(inp: Inputs, a: AsOf) -> ir.Table:
+def graph_edges(inp: Inputs, a: AsOf) -> ir.Table:
+    """The window's invoice graph (src = buyer, dst = supplier, weight = amount) for PageRank."""
+    inv = inp.invoices
+    g = inv.filter(inv.issued_at < a.ts, inv.issued_at >= a.start_ts(365))
+    return g.select(src=g.buyer_id, dst=g.supplier_id, weight=g.amount_minor)
+
+
+def compute(inp: Inputs, a: AsOf, ranks: ir.Table | None = None) -> ir.Table:
+    """The family; `ranks` (node_id, rank, nodes_n) is the PageRank of `graph_edges`, computed
+    here from scratch unless given (the incremental path warm-starts it)."""
     e = _sides(inp, a)
     in_365 = e.issued_at >= a.start_ts(365)
 
@@ -134,8 +143,8 @@ def compute(inp: Inputs, a: AsOf) -> ir.Table:
     )
 
     # Network position: PageRank over the window's invoice graph.
-    g = e.filter(in_365, e.role == "buyer")
-    ranks = pagerank(inp.con, g.select(src=g.party_id, dst=g.cp_id, weight=g.amount_minor))
+    if ranks is None:
+        ranks = pagerank(inp.con, graph_edges(inp, a))
     ranks = ranks.select(party_id=ranks.node_id, sc_pagerank_365d=ranks.rank * ranks.nodes_n)
 
     out = pun
