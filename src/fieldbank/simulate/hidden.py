@@ -1,0 +1,36 @@
+"""Hidden risks: the part of default that no lender's data foretells.
+
+Without them every default in the simulator is announced: cash runs down, spending and bill
+payments show it for months, and only then are installments missed. Real portfolios also
+default for reasons the data cannot see coming, so the simulator adds two, both documented
+in docs/simulator.md and both replayed by the ground truth's Monte Carlo (loan_truth.py):
+
+* **life shocks**: illness, injury, a death in the family, a fire, a theft. A party is hit
+  with probability `life_shock_prob` a month (x an age profile: older heads of household
+  fall ill more often); the cost (lognormal, median `life_shock_months` months of expected
+  income) is paid outside the economy at once from cash, and what cash does not cover is
+  borrowed from relatives or a moneylender: an **informal debt** no credit file shows,
+  repaid before anything but the essential floor (the moneylender comes first).
+* **walk-away**: a borrower with an open loan stops servicing it for good, for reasons
+  unrelated to cash (migration to a city, the borrower's death, a dispute with the lender,
+  neighbours who stopped paying unpunished), with probability `walk_away_prob` a month.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SHOCK_COST_SIGMA = 0.6
+
+
+def shock_risk(birth_year: np.ndarray, year: int) -> np.ndarray:
+    """Multiplier of `life_shock_prob` per party: 0.6 at 20 years old or younger, 1.4 at 70+."""
+    age = year - birth_year.astype(np.float64)
+    return 0.6 + 0.8 * np.clip((age - 20.0) / 50.0, 0.0, 1.0)
+
+
+def shock_cost_minor(expected_income_minor: np.ndarray, life_shock_months: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Cost of the life shocks that hit (one per given party), in minor units."""
+    z = rng.standard_normal(expected_income_minor.shape)
+    return (expected_income_minor * life_shock_months * np.exp(SHOCK_COST_SIGMA * z)).astype(np.int64)
