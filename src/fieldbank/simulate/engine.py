@@ -249,7 +249,7 @@ class Economy:
     def life_events(self, f: MonthFlows) -> None:
         p, rs = self.p, self.rs
         hit = np.flatnonzero(rs.random(self.n) < p.life_shock_prob * self.shock_risk)
-        cost = hidden.shock_cost_minor(self.pop.expected_income_minor[hit], p.life_shock_months, rs)
+        cost = hidden.lognormal_minor(self.pop.expected_income_minor[hit], p.life_shock_months, rs)
         paid_now = np.minimum(cost, self.cash[hit])
         self.cash[hit] -= paid_now
         self.informal_debt[hit] += cost - paid_now
@@ -374,7 +374,9 @@ class Economy:
         ess_rest = hh.scale_rows(need - ess_floor, hcash)
         hcash -= ess_rest.sum(axis=1)
         ess_paid = ess_floor + ess_rest
-        pay_pending, status, bills_paid = bill_model.settle(hcash, bill_amounts[:n_h],
+        # a borrower who walked away stops paying every formal creditor, the utilities too
+        pay_pending, status, bills_paid = bill_model.settle(np.where(self.walked_away[:n_h], 0, hcash),
+                                                            bill_amounts[:n_h],
                                                             self.pending.total_by_party[:n_h], disc, self.rs)
         hcash -= bills_paid
         f.cut[:n_h] = ess_rest.sum(axis=1) + bills_paid
@@ -423,7 +425,8 @@ class Economy:
         overhead = np.minimum(pop.overhead_minor, cash_b)
         cash_b -= overhead
         self.repay_informal(cash_b, n_h, self.n, f)
-        pay_pending, status, bills_paid = bill_model.settle(cash_b, bill_amounts[n_h:],
+        pay_pending, status, bills_paid = bill_model.settle(np.where(self.walked_away[n_h:], 0, cash_b),
+                                                            bill_amounts[n_h:],
                                                             self.pending.total_by_party[n_h:], self.b_disc, rs)
         cash_b -= bills_paid
         n_inst = hh.pay_installments(cash_b, inst_count[n_h:], inst_amount[n_h:], ~self.walked_away[n_h:])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SHOCK_COST_SIGMA = 0.6
+SHOCK_COST_SIGMA = 0.6  # of the log cost
 
 
 def shock_risk(birth_year: np.ndarray, year: int) -> np.ndarray:
@@ -29,8 +29,7 @@ def shock_risk(birth_year: np.ndarray, year: int) -> np.ndarray:
     return 0.6 + 0.8 * np.clip((age - 20.0) / 50.0, 0.0, 1.0)
 
 
-def shock_cost_minor(expected_income_minor: np.ndarray, life_shock_months: float,
-                     rng: np.random.Generator) -> np.ndarray:
-    """Cost of the life shocks that hit (one per given party), in minor units."""
-    z = rng.standard_normal(expected_income_minor.shape)
-    return (expected_income_minor * life_shock_months * np.exp(SHOCK_COST_SIGMA * z)).astype(np.int64)
+def lognormal_minor(income_minor: np.ndarray, median_months: float, rng: np.random.Generator) -> np.ndarray:
+    """A life shock's cost (one per given party): median `median_months` of income."""
+    z = rng.standard_normal(income_minor.shape)
+    return (income_minor * median_months * np.exp(SHOCK_COST_SIGMA * z)).astype(np.int64)

@@ -136,17 +136,25 @@ class _Loan:
         return cash - n_pay * self.installment
 
 
+def _draw(k: int, income_minor: np.ndarray, prob: np.ndarray | float, median_months: float,
+          rng: np.random.Generator) -> np.ndarray:
+    """paths x parties amounts of an event that happens with `prob` (0 where it does not)."""
+    happens = rng.random((k, len(income_minor))) < prob
+    amount = np.zeros(happens.shape)
+    if happens.any():
+        amount[happens] = hidden.lognormal_minor(np.broadcast_to(income_minor, happens.shape)[happens],
+                                                 median_months, rng)
+    return amount
+
+
 def _life_events(p, pop, party, k, s, debt, walked, live, cash, rng):
     """hidden.py on paths: shocks' cost from cash then informal debt; walk-aways of open loans."""
-    n = len(party)
-    hit = rng.random((k, n)) < p.life_shock_prob * s.shock_risk[party]
-    cost = np.zeros((k, n))
-    if hit.any():
-        income = np.broadcast_to(pop.expected_income_minor[party], (k, n))[hit]
-        cost[hit] = hidden.shock_cost_minor(income, p.life_shock_months, rng)
+    cost = _draw(k, pop.expected_income_minor[party], p.life_shock_prob * s.shock_risk[party],
+                 p.life_shock_months, rng)
     paid_now = np.minimum(cost, cash)
-    walked |= live & (rng.random((k, n)) < p.walk_away_prob)
-    return cash - paid_now, debt + cost - paid_now
+    cash, debt = cash - paid_now, debt + cost - paid_now
+    walked |= live & (rng.random((k, len(party))) < p.walk_away_prob)
+    return cash, debt
 
 
 def _household_paths(p, pop, book, loans, t, moy0, month_start, s, shocks, rng):
@@ -198,12 +206,12 @@ def _household_paths(p, pop, book, loans, t, moy0, month_start, s, shocks, rng):
         cash = loan.pay(cash, unpaid, will_pay_base & ~walked)
         cash -= np.minimum(need_by_month[:, m] - floor, cash)
         # bills (bills.settle): last month's deferred first if cash covers them, then this month's
-        pay_pending = (pending > 0) & (cash >= pending)
+        pay_pending = (pending > 0) & (cash >= pending) & ~walked  # walked away: no formal creditor is paid
         cash -= np.where(pay_pending, pending, 0)
         amounts = bill_base * np.exp(rng.normal(0.0, BILL_NOISE_SIGMA, (k, n, 3)))
         amounts[..., 0] *= ELECTRICITY_MULTIPLIER[m]
         bills = np.where(bill_base > 0, np.maximum(np.floor(amounts), 1), 0).sum(axis=2)
-        can = cash >= bills
+        can = (cash >= bills) & ~walked
         cash -= np.where(can, bills, 0)
         pending = np.where(can, 0.0, bills)
         reserve = reserve_base + inst_open * np.minimum(left, reserve_months)
@@ -256,7 +264,7 @@ def _business_paths(p, pop, book, loans, t, moy0, month_start, s, shocks, rng):
 def table(pop: Population, book: credit.LoanBook, loans: np.ndarray, t: int, d_us: int,
           defaulted_at_us: np.ndarray) -> pa.Table:
     pds = true_pd(defaulted_at_us, d_us)
-    due = np.minimum(np.maximum(t - book.open_month[loans], 0), book.n_installments)
+    due = np.minimum(np.maximum(t - 1 - book.open_month[loans], 0), book.n_installments)  # due dates before D
     return pa.table([
         pa.array(pop.party_ids.take(pa.array(book.party[loans]))),
         pa.array(np.char.add("L", loans.astype(str)) if len(loans) else np.zeros(0, str), pa.string()),
