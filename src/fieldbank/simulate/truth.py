@@ -384,6 +384,13 @@ def finish(tw: TruthWriter, p: SimParams, pop: Population, series: Series, snaps
     tw.cash_writer.close()
     tw.pd_writer.close()
     tw.loan_pd_writer.close()
+    # outcomes through the simulated horizon: the realized labels of the loan truth (the lake's
+    # loans table stops at the period end)
+    pq.write_table(pa.table({
+        "loan_id": pa.array([f"L{i}" for i in range(len(final))], pa.string()),
+        "party_id": pop.party_ids.take(pa.array(final.party)),
+        "defaulted_at": pa.array(final.defaulted_at_us, contract.TIMESTAMP, mask=final.defaulted_at_us < 0),
+    }), tw.dir / "loan_outcomes.parquet")
     n = pop.n_parties
     cf = counterfactual(p, pop, series)
     cf_writer = pq.ParquetWriter(tw.dir / "counterfactual.parquet", CF_SCHEMA)
