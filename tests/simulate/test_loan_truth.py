@@ -31,7 +31,7 @@ def _state(pop, cash_minor: int, walked: bool = False) -> loan_truth.LoanState:
         cash=np.full(n, cash_minor, np.int64), employed=np.ones(pop.n_households, bool),
         stressed=np.zeros(pop.n_businesses, bool), revenue_ewma=pop.expected_revenue_minor.astype(np.float64),
         informal_debt=np.zeros(n, np.int64), walked_away=np.full(n, walked), pending_bills_minor=np.zeros(n, np.int64),
-        shock_risk=np.ones(n))
+        shock_risk=np.ones(n), walk_away_risk=np.ones(n))
 
 
 @pytest.fixture(scope="module")

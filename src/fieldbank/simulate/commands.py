@@ -29,6 +29,9 @@ LABELS = {
     "population_default_rate_standard_loan": "counterfactual 90+ rate, standard loan, everyone",
     "mean_true_pd": "mean true 12-month PD, everyone",
     "auc_true_pd_vs_counterfactual": "AUC, true PD vs counterfactual label",
+    "auc_loan_true_pd_365d": "AUC, loan truth (true PD of the label event) vs outcome",
+    "mean_loan_true_pd_365d": "mean loan truth PD, open loans x month starts",
+    "loan_default_rate_365d": "realized 365-day default rate, same rows",
 }
 
 

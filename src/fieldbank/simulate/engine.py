@@ -242,6 +242,7 @@ class Economy:
         self.base_spend = pop.ess_need_minor + pop.disc_want_minor
         # hidden risks (hidden.py): debts to relatives and moneylenders, borrowers who walked away
         self.shock_risk = hidden.shock_risk(pop.birth_year, p.start.year)
+        self.walk_away_risk = hidden.walk_away_risk(pop.birth_year, p.start.year)
         self.informal_debt = np.zeros(n, np.int64)
         self.walked_away = np.zeros(n, bool)
 
@@ -257,7 +258,7 @@ class Economy:
         f.com[hit] += paid_now
         has_open = self.loan_of_party >= 0
         has_open[has_open] = self.book.closed_at_us[self.loan_of_party[has_open]] < 0
-        self.walked_away |= has_open & (rs.random(self.n) < p.walk_away_prob)
+        self.walked_away |= has_open & (rs.random(self.n) < p.walk_away_prob * self.walk_away_risk)
 
     def repay_informal(self, cash: np.ndarray, lo: int, hi: int, f: MonthFlows) -> np.ndarray:
         """Informal debt of parties lo..hi-1 repaid out of `cash` (updated in place); returns the amounts."""
@@ -533,7 +534,7 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
                 loans = loan_truth.open_loans(eco.book, t)
                 state = loan_truth.LoanState(eco.cash, eco.employed, eco.stressed, eco.revenue_ewma,
                                              eco.informal_debt, eco.walked_away, eco.pending.total_by_party,
-                                             eco.shock_risk)
+                                             eco.shock_risk, eco.walk_away_risk)
                 tw.loan_pd(pop, eco.book, loans, t, int(month_start[t]), loan_truth.default_times(
                     p, pop, eco.book, loans, t, month_start, state, rng_loan_mc))
                 phases["loan_true_pd"] = phases.get("loan_true_pd", 0.0) + time.perf_counter() - tp

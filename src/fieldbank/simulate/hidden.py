@@ -13,7 +13,9 @@ in docs/simulator.md and both replayed by the ground truth's Monte Carlo (loan_t
   repaid before anything but the essential floor (the moneylender comes first).
 * **walk-away**: a borrower with an open loan stops servicing it for good, for reasons
   unrelated to cash (migration to a city, the borrower's death, a dispute with the lender,
-  neighbours who stopped paying unpunished), with probability `walk_away_prob` a month.
+  neighbours who stopped paying unpunished), with probability `walk_away_prob` a month (x an
+  age profile: the young migrate most). It stops paying its utility bills too: the lender
+  cannot see it coming, but a portrait can see it once it has happened.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ def shock_risk(birth_year: np.ndarray, year: int) -> np.ndarray:
     """Multiplier of `life_shock_prob` per party: 0.6 at 20 years old or younger, 1.4 at 70+."""
     age = year - birth_year.astype(np.float64)
     return 0.6 + 0.8 * np.clip((age - 20.0) / 50.0, 0.0, 1.0)
+
+
+def walk_away_risk(birth_year: np.ndarray, year: int) -> np.ndarray:
+    """Multiplier of `walk_away_prob` per party: the young migrate, 1.6 at 25 or younger, 0.4 at 65+."""
+    age = year - birth_year.astype(np.float64)
+    return 1.6 - 1.2 * np.clip((age - 25.0) / 40.0, 0.0, 1.0)
 
 
 def lognormal_minor(income_minor: np.ndarray, median_months: float, rng: np.random.Generator) -> np.ndarray:

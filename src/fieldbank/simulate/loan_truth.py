@@ -66,6 +66,7 @@ class LoanState:
     walked_away: np.ndarray
     pending_bills_minor: np.ndarray  # deferred last month, per party
     shock_risk: np.ndarray
+    walk_away_risk: np.ndarray
 
 
 def open_loans(book: credit.LoanBook, t: int) -> np.ndarray:
@@ -153,7 +154,7 @@ def _life_events(p, pop, party, k, s, debt, walked, live, cash, rng):
                  p.life_shock_months, rng)
     paid_now = np.minimum(cost, cash)
     cash, debt = cash - paid_now, debt + cost - paid_now
-    walked |= live & (rng.random((k, len(party))) < p.walk_away_prob)
+    walked |= live & (rng.random((k, len(party))) < p.walk_away_prob * s.walk_away_risk[party])
     return cash, debt
 
 
