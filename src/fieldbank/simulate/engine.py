@@ -241,8 +241,9 @@ class Economy:
         self.ess_base_total = pop.ess_need_minor.sum(axis=1)
         self.base_spend = pop.ess_need_minor + pop.disc_want_minor
         # hidden risks (hidden.py): debts to relatives and moneylenders, borrowers who walked away
-        self.shock_risk = hidden.shock_risk(pop.birth_year, p.start.year)
-        self.walk_away_risk = hidden.walk_away_risk(pop.birth_year, p.start.year)
+        self.shock_risk = hidden.shock_risk(pop.birth_year, p.start.year, pop.expected_income_minor)
+        self.walk_away_risk = hidden.walk_away_risk(pop.birth_year, p.start.year, pop.assets_minor,
+                                                    pop.expected_income_minor)
         self.informal_debt = np.zeros(n, np.int64)
         self.walked_away = np.zeros(n, bool)
 
