@@ -43,42 +43,42 @@ def world():
     return p, pop, parties, month_starts_us(p.start, p.months + 12)
 
 
+def _pds(p, pop, book, t, ms, state) -> dict[int, np.ndarray]:
+    probs = loan_truth.default_probabilities(p, pop, book, np.arange(len(book)), t, ms, state,
+                                             np.random.default_rng(0))
+    assert probs.shape == (len(loan_truth.HORIZONS_DAYS), p.loan_pd_paths, len(book))
+    assert np.all((probs >= 0) & (probs <= 1 + 1e-6))
+    return loan_truth.true_pd(probs)
+
+
 def test_a_borrower_who_walked_away_defaults_90_days_after_the_next_due_date(world):
     p, pop, parties, ms = world
     t = 5
     book = _one_loan_each(pop, parties, open_month=t - 1)
-    loans = np.arange(len(parties))
-    times = loan_truth.default_times(p, pop, book, loans, t, ms, _state(pop, 10**12, walked=True),
-                                     np.random.default_rng(0))
-    expected = ms[t] + book.day_offset_us + credit.DEFAULT_DPD * US_PER_DAY  # first installment due in month t
-    assert np.all(times == expected[None, :])
-    pds = loan_truth.true_pd(times, int(ms[t]))
+    # first installment due in month t, 3 days in: default 90 days later, inside 180 days, not 90
+    pds = _pds(p, pop, book, t, ms, _state(pop, 10**12, walked=True))
     assert np.all(pds[90] == 0) and np.all(pds[180] == 1) and np.all(pds[365] == 1)
 
 
 def test_a_rich_borrower_with_no_hidden_risk_never_defaults(world):
     p, pop, parties, ms = world
     book = _one_loan_each(pop, parties, open_month=2, paid=3)
-    times = loan_truth.default_times(p, pop, book, np.arange(len(parties)), 6, ms, _state(pop, 10**12),
-                                     np.random.default_rng(0))
-    assert np.all(times == -1)
+    pds = _pds(p, pop, book, 6, ms, _state(pop, 10**12))
+    assert all(np.all(v == 0) for v in pds.values())
 
 
 def test_walk_away_hazard_gives_its_analytic_probability(world):
     p, pop, parties, ms = world
     w = 0.05
-    p = dataclasses.replace(p, walk_away_prob=w, loan_pd_paths=1024)
+    p = dataclasses.replace(p, walk_away_prob=w)
     t = 5
     book = _one_loan_each(pop, parties, open_month=t - 1)
-    times = loan_truth.default_times(p, pop, book, np.arange(len(parties)), t, ms, _state(pop, 10**12),
-                                     np.random.default_rng(0))
+    pd365 = _pds(p, pop, book, t, ms, _state(pop, 10**12))[365]
     # walking away at the start of month t + j leaves installment j + 1 (due in month t + j) unpaid;
     # it defaults within 365 days if its due date + 90 days falls before D + 365 days
     d, offset = int(ms[t]), int(book.day_offset_us[0])
     months_that_count = sum(1 for j in range(12) if ms[t + j] + offset + 90 * US_PER_DAY < d + 365 * US_PER_DAY)
-    expected = 1 - (1 - w) ** months_that_count
-    pd365 = loan_truth.true_pd(times, d)[365]
-    assert abs(pd365.mean() - expected) < 0.02, (pd365.mean(), expected)
+    assert np.allclose(pd365, 1 - (1 - w) ** months_that_count, atol=1e-5)
 
 
 def test_fraud_ring_members_never_pay(world):
@@ -86,9 +86,8 @@ def test_fraud_ring_members_never_pay(world):
     fraud = np.flatnonzero(pop.fraud_ring >= 0)
     assert len(fraud) >= 4  # at least one ring from 1,000 parties
     book = _one_loan_each(pop, fraud, open_month=0)
-    times = loan_truth.default_times(p, pop, book, np.arange(len(fraud)), 1, ms, _state(pop, 10**12),
-                                     np.random.default_rng(0))
-    assert np.all(times > 0)
+    pds = _pds(p, pop, book, 1, ms, _state(pop, 10**12))
+    assert np.allclose(pds[365], 1)
 
 
 def test_truth_rows_cover_the_label_population_and_pds_are_ordered(small_run):

@@ -536,7 +536,7 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
                 state = loan_truth.LoanState(eco.cash, eco.employed, eco.stressed, eco.revenue_ewma,
                                              eco.informal_debt, eco.walked_away, eco.pending.total_by_party,
                                              eco.shock_risk, eco.walk_away_risk)
-                tw.loan_pd(pop, eco.book, loans, t, int(month_start[t]), loan_truth.default_times(
+                tw.loan_pd(pop, eco.book, loans, t, int(month_start[t]), loan_truth.default_probabilities(
                     p, pop, eco.book, loans, t, month_start, state, rng_loan_mc))
                 phases["loan_true_pd"] = phases.get("loan_true_pd", 0.0) + time.perf_counter() - tp
             te = time.perf_counter()

@@ -97,8 +97,8 @@ class TruthWriter:
                                             schema=PD_SCHEMA))
 
     def loan_pd(self, pop: Population, book: credit.LoanBook, loans: np.ndarray, t: int, month_start_us: int,
-                defaulted_at_us: np.ndarray) -> None:
-        table = loan_truth.table(pop, book, loans, t, month_start_us, defaulted_at_us)
+                probabilities: np.ndarray) -> None:
+        table = loan_truth.table(pop, book, loans, t, month_start_us, probabilities)
         self.loan_pd_writer.write_table(table)
         self.loan_pd_rows.append((loans, month_start_us, table.column("true_pd_365d").to_numpy()))
 
