@@ -8,7 +8,7 @@ full state at D (cash, job, informal debt, whether the borrower walked away, the
 installments paid, bills deferred, traits) by Monte Carlo continuation: `loan_pd_paths`
 futures of 13 months, each with fresh draws of everything random in the simulation
 (droughts, floods, price crashes, factory orders, job moves, harvest and revenue noise,
-bills, life shocks, walk-aways), running the same cash rules in the same order as the
+bills, life shocks; walk-aways are integrated out, see `_Loan`), running the same cash rules in the same order as the
 simulation (households.py, bills.py, hidden.py) and the loan book's exact calendar: DPD
 counted from the oldest unpaid installment's due date at each month's due day,
 `defaulted_at` = that due date + 90 days (credit.LoanBook).
