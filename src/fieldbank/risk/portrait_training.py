@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from fieldbank.risk import registry
 from fieldbank.risk.dataset import DEFAULT_HORIZON_DAYS, ModellingTable, build_table
@@ -123,17 +124,24 @@ class TrainingResult:
     models: PortraitModels | None = None
 
 
-def truth_pd(truth_dir: Path | None, rows: pd.DataFrame) -> np.ndarray | None:
-    """The simulator's true 12-month PD of each (party, as_of) row, if the ground truth exists.
-    Used only to measure the ceiling, never as a feature."""
-    path = Path(truth_dir) / "pd_monthly.parquet" if truth_dir else None
-    if path is None or not path.exists():
+def truth_pd(truth_dir: Path | None, rows: pd.DataFrame, horizon_days: int) -> np.ndarray | None:
+    """The simulator's true PD of each (party, as_of) row's label event, if the ground truth has it.
+
+    `loan_pd_monthly.parquet` holds, for every loan open at a month start, the probability that
+    it reaches 90+ DPD in [month start, month start + h days): the label's event, for the label's
+    population (labels.py; the past lender gives a party at most one loan). The ceiling needs
+    the same horizon and every row: None when the horizon is not one the truth was written for
+    or a row has no truth. Used only to measure the ceiling, never as a feature."""
+    path = Path(truth_dir) / "loan_pd_monthly.parquet" if truth_dir else None
+    column = f"true_pd_{horizon_days}d"
+    if path is None or not path.exists() or column not in pq.read_schema(path).names:
         return None
-    truth = pd.read_parquet(path, columns=["party_id", "month_start", "true_pd_12m"])
+    truth = pd.read_parquet(path, columns=["party_id", "month_start", column])
     truth["as_of"] = pd.to_datetime(truth["month_start"], utc=True).dt.date
-    joined = rows[["party_id", "as_of"]].merge(truth[["party_id", "as_of", "true_pd_12m"]],
+    assert not truth.duplicated(["party_id", "as_of"]).any(), "one open loan per party and month start"
+    joined = rows[["party_id", "as_of"]].merge(truth[["party_id", "as_of", column]],
                                                on=["party_id", "as_of"], how="left")
-    values = joined["true_pd_12m"].to_numpy(dtype=np.float64)
+    values = joined[column].to_numpy(dtype=np.float64)
     return None if np.isnan(values).any() else values
 
 
@@ -212,7 +220,7 @@ def train_on_portraits(settings, as_of_dates: list[dt.date] | None = None, name:
     preds = {k: (models.predict_pd(train, k), models.predict_pd(oot, k)) for k in MODEL_KEYS}
     metrics = {k: {"train": _safe_metrics(y_train, p_tr), "oot": _safe_metrics(y_oot, p_oot)}
                for k, (p_tr, p_oot) in preds.items()}
-    true_oot = truth_pd(settings.truth_dir, oot)
+    true_oot = truth_pd(settings.truth_dir, oot, horizon_days)
     truth_auc = score_metrics(y_oot, true_oot)["auc"] if true_oot is not None else None
     trad_auc = metrics["lgbm_traditional"]["oot"]["auc"]
     uplift = [{"model": k, "features": MODEL_SETS[k], "n_features": len(models.specs[k].columns),

@@ -123,11 +123,11 @@ def render_report(r: ReportInputs) -> str:
                  f"({int(y_oot.sum()):,} defaults), as_of {t.oot_date}. Data fingerprint (sha256 of the portrait "
                  f"files): <code>{t.fingerprint[:16]}</code>. Split: {html.escape(r.split)}.</p>")
     parts.append("<h2 id=uplift>Uplift: traditional vs portrait vs both</h2><p>Same out-of-time borrowers, same "
-                 "split, same algorithm; only the features differ. The simulator's true PD on the same rows is the "
-                 "reference ceiling: P(90+ DPD within 12 months on a <i>standard new loan</i>) from the party's true "
-                 "state, by a few Monte Carlo paths. It is a strict ceiling for applicants; for existing borrowers "
-                 "a model also sees how the current loan is being repaid (e.g. net inflows), which the true PD does "
-                 "not condition on, so a model can exceed it.</p>"
+                 "split, same algorithm; only the features differ. On simulated data, the simulator's true PD of the "
+                 "label's own event on the same rows is the reference ceiling: P(this party's open loan reaches 90+ "
+                 "DPD within the label's horizon), by Monte Carlo continuation of the economy from the party's full "
+                 "hidden state at the as_of date (cash, informal debt, installments paid, traits), which no model "
+                 "sees. A model can come close to it, not above it beyond noise.</p>"
                  + _table(r.uplift, ["model", "features", "n_features", "oot_auc", "oot_ks", "oot_ece",
                                      "auc_minus_traditional"]))
     metric_rows = []

@@ -24,11 +24,14 @@ LABELS = {
     "auc_traditional_logit": "AUC, logistic regression on traditional fields",
     "auc_alternative_logit": "AUC, logistic regression on simple alt-data features",
     "auc_traditional_plus_alternative_logit": "AUC, traditional + alt-data features",
-    "auc_true_pd": "AUC, simulator's true PD (the ceiling)",
+    "auc_true_pd": "AUC, true PD of a standard new loan, at opening",
     "auc_late_bills_6m": "AUC, late-bill share in the 6 months before (alt data)",
     "population_default_rate_standard_loan": "counterfactual 90+ rate, standard loan, everyone",
     "mean_true_pd": "mean true 12-month PD, everyone",
     "auc_true_pd_vs_counterfactual": "AUC, true PD vs counterfactual label",
+    "auc_loan_true_pd_365d": "AUC, loan truth (true PD of the label event) vs outcome",
+    "mean_loan_true_pd_365d": "mean loan truth PD, open loans x month starts",
+    "loan_default_rate_365d": "realized 365-day default rate, same rows",
 }
 
 

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from fieldbank import contract
 from fieldbank.simulate import bills as bill_model
 from fieldbank.simulate import businesses as biz
-from fieldbank.simulate import credit, households as hh, truth
+from fieldbank.simulate import credit, hidden, households as hh, loan_truth, truth
 from fieldbank.simulate.params import (
     CATEGORY_INDEX,
     HORIZON_MONTHS,
@@ -240,6 +240,35 @@ class Economy:
         self.b_mq = pop.management_quality[n_h:]
         self.ess_base_total = pop.ess_need_minor.sum(axis=1)
         self.base_spend = pop.ess_need_minor + pop.disc_want_minor
+        # hidden risks (hidden.py): debts to relatives and moneylenders, borrowers who walked away
+        self.shock_risk = hidden.shock_risk(pop.birth_year, p.start.year, pop.expected_income_minor)
+        self.walk_away_risk = hidden.walk_away_risk(pop.birth_year, p.start.year, pop.assets_minor,
+                                                    pop.expected_income_minor)
+        self.informal_debt = np.zeros(n, np.int64)
+        self.walked_away = np.zeros(n, bool)
+
+    # 0. hidden risks: life shocks (paid outside the economy) and walk-aways, drawn before anything
+    def life_events(self, f: MonthFlows) -> None:
+        p, rs = self.p, self.rs
+        hit = np.flatnonzero(rs.random(self.n) < p.life_shock_prob * self.shock_risk)
+        cost = hidden.lognormal_minor(self.pop.expected_income_minor[hit], p.life_shock_months, rs)
+        paid_now = np.minimum(cost, self.cash[hit])
+        self.cash[hit] -= paid_now
+        self.informal_debt[hit] += cost - paid_now
+        f.ext_out[hit] += paid_now
+        f.com[hit] += paid_now
+        has_open = self.loan_of_party >= 0
+        has_open[has_open] = self.book.closed_at_us[self.loan_of_party[has_open]] < 0
+        self.walked_away |= has_open & (rs.random(self.n) < p.walk_away_prob * self.walk_away_risk)
+
+    def repay_informal(self, cash: np.ndarray, lo: int, hi: int, f: MonthFlows) -> np.ndarray:
+        """Informal debt of parties lo..hi-1 repaid out of `cash` (updated in place); returns the amounts."""
+        repay = np.minimum(self.informal_debt[lo:hi], cash)
+        cash -= repay
+        self.informal_debt[lo:hi] -= repay
+        f.ext_out[lo:hi] += repay
+        f.com[lo:hi] += repay
+        return repay
 
     # 1. the past lender: applications (during the period only)
     def lend(self, m: Month, f: MonthFlows) -> None:
@@ -340,12 +369,16 @@ class Economy:
         # then the rest of essentials, then bills
         ess_floor = hh.scale_rows((need * hh.ESSENTIAL_FLOOR).astype(np.int64), hcash)
         hcash -= ess_floor.sum(axis=1)
-        n_inst = hh.pay_installments(hcash, inst_count[:n_h], inst_amount[:n_h], ~self.fraud[:n_h])
+        self.repay_informal(hcash, 0, n_h, f)  # the moneylender comes first
+        n_inst = hh.pay_installments(hcash, inst_count[:n_h], inst_amount[:n_h],
+                                     ~self.fraud[:n_h] & ~self.walked_away[:n_h])
         hcash -= n_inst * inst_amount[:n_h]
         ess_rest = hh.scale_rows(need - ess_floor, hcash)
         hcash -= ess_rest.sum(axis=1)
         ess_paid = ess_floor + ess_rest
-        pay_pending, status, bills_paid = bill_model.settle(hcash, bill_amounts[:n_h],
+        # a borrower who walked away stops paying every formal creditor, the utilities too
+        pay_pending, status, bills_paid = bill_model.settle(np.where(self.walked_away[:n_h], 0, hcash),
+                                                            bill_amounts[:n_h],
                                                             self.pending.total_by_party[:n_h], disc, self.rs)
         hcash -= bills_paid
         f.cut[:n_h] = ess_rest.sum(axis=1) + bills_paid
@@ -393,10 +426,12 @@ class Economy:
         f.inc[n_h:] += f.received_b + outside
         overhead = np.minimum(pop.overhead_minor, cash_b)
         cash_b -= overhead
-        pay_pending, status, bills_paid = bill_model.settle(cash_b, bill_amounts[n_h:],
+        self.repay_informal(cash_b, n_h, self.n, f)
+        pay_pending, status, bills_paid = bill_model.settle(np.where(self.walked_away[n_h:], 0, cash_b),
+                                                            bill_amounts[n_h:],
                                                             self.pending.total_by_party[n_h:], self.b_disc, rs)
         cash_b -= bills_paid
-        n_inst = hh.pay_installments(cash_b, inst_count[n_h:], inst_amount[n_h:], np.ones(n_b, bool))
+        n_inst = hh.pay_installments(cash_b, inst_count[n_h:], inst_amount[n_h:], ~self.walked_away[n_h:])
         cash_b -= n_inst * inst_amount[n_h:]
         f.loan_out[n_h:] += n_inst * inst_amount[n_h:]
         o_buyer, o_supplier, o_amount = biz.stock_orders(pop, self.revenue_ewma, self.stressed, self.b_vol, rs)
@@ -464,8 +499,8 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
 
     t0 = time.perf_counter()
     p = params
-    seeds = np.random.SeedSequence(p.seed).spawn(5)
-    rng_pop, rng_state, rng_event, rng_mc, rng_party = (np.random.default_rng(s) for s in seeds)
+    seeds = np.random.SeedSequence(p.seed).spawn(6)
+    rng_pop, rng_state, rng_event, rng_mc, rng_party, rng_loan_mc = (np.random.default_rng(s) for s in seeds)
     pop = build_population(p, rng_pop)
     n_h = pop.n_households
     months_total = p.months + HORIZON_MONTHS
@@ -496,8 +531,17 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
                 tw.pd(t, month_start[t], truth.true_pd(p, pop, m.of_year, eco.cash, eco.employed, eco.stressed,
                                                        eco.revenue_ewma, eco.book, rng_mc))
                 phases["true_pd"] = phases.get("true_pd", 0.0) + time.perf_counter() - tp
+                tp = time.perf_counter()
+                loans = loan_truth.open_loans(eco.book, t)
+                state = loan_truth.LoanState(eco.cash, eco.employed, eco.stressed, eco.revenue_ewma,
+                                             eco.informal_debt, eco.walked_away, eco.pending.total_by_party,
+                                             eco.shock_risk, eco.walk_away_risk)
+                tw.loan_pd(pop, eco.book, loans, t, int(month_start[t]), loan_truth.default_probabilities(
+                    p, pop, eco.book, loans, t, month_start, state, rng_loan_mc))
+                phases["loan_true_pd"] = phases.get("loan_true_pd", 0.0) + time.perf_counter() - tp
             te = time.perf_counter()
             f = MonthFlows(pop.n_parties, pop.n_businesses)
+            eco.life_events(f)
             if m.emit:
                 eco.lend(m, f)
             due_loans, inst_count, inst_amount, loan_inst, loan_left = eco.installments_due(m)
@@ -543,7 +587,8 @@ def simulate(params: SimParams, raw_dir: Path, truth_dir: Path, progress: bool =
     rows = out.close()
     phases["flush"] = time.perf_counter() - tf
     tt = time.perf_counter()
-    realism = truth.finish(tw, p, pop, series, snapshot, month_start)
+    realism = truth.finish(tw, p, pop, series, snapshot, month_start,
+                           eco.book.snapshot_at(int(month_start[months_total]), month_start, months_total))
     phases["truth"] = time.perf_counter() - tt
     seconds = time.perf_counter() - t0
     tw.summary(p, rows, realism, seconds)

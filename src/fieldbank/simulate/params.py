@@ -135,8 +135,14 @@ class SimParams:
     loan_installments: int = 12
     flat_rate_per_month: float = 0.015  # flat interest per month on the principal
 
+    # hidden risks: what no lender's data shows before it happens (docs/simulator.md)
+    life_shock_prob: float = 0.002  # monthly: illness, injury, a death, fire, theft (x age profile)
+    life_shock_months: float = 3.0  # median cost in months of expected income (lognormal, sigma 0.6)
+    walk_away_prob: float = 0.001  # monthly, per open loan: stops servicing it for reasons unrelated to cash
+
     # ground truth
     pd_paths: int = 8  # Monte Carlo paths per party and month start for true_pd_12m
+    loan_pd_paths: int = 128  # Monte Carlo paths per open loan and month start for loan_pd_monthly
 
     # output
     chunk_parties: int = 100_000  # households per payment chunk (bounds memory)
@@ -165,6 +171,14 @@ class SimParams:
             raise ValueError("household_sector_shares must sum to 1")
         if not 1 <= self.pd_paths <= 256:
             raise ValueError(f"pd_paths={self.pd_paths}: must be in [1, 256]")
+        if not 1 <= self.loan_pd_paths <= 1024:
+            raise ValueError(f"loan_pd_paths={self.loan_pd_paths}: must be in [1, 1024]")
+        for name in ("life_shock_prob", "walk_away_prob"):
+            if not 0 <= getattr(self, name) <= 0.5:
+                raise ValueError(f"{name}={getattr(self, name)}: must be in [0, 0.5] (a monthly probability)")
+        for name in ("life_shock_months",):
+            if not 0 < getattr(self, name) <= 60:
+                raise ValueError(f"{name}={getattr(self, name)}: must be in (0, 60]")
         if not 1_000 <= self.chunk_parties <= 1_000_000:
             raise ValueError(f"chunk_parties={self.chunk_parties}: must be in [1000, 1000000]")
 

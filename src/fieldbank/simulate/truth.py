@@ -23,11 +23,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fieldbank import contract
-from fieldbank.simulate import credit, households as hh
+from fieldbank.simulate import credit, households as hh, loan_truth
 from fieldbank.simulate.businesses import FACTORY_LABOUR_SHARE, owner_draw_propensity
 from fieldbank.simulate.params import (
     ELECTRICITY_MULTIPLIER,
     FESTIVAL_MULTIPLIER,
+    US_PER_DAY,
     SimParams,
 )
 from fieldbank.simulate.population import Population
@@ -83,6 +84,8 @@ class TruthWriter:
         self.cash_writer = pq.ParquetWriter(directory / "cash_monthly.parquet", CASH_SCHEMA)
         self.pd_writer = pq.ParquetWriter(directory / "pd_monthly.parquet", PD_SCHEMA)
         self.pd_by_month: list[np.ndarray] = []
+        self.loan_pd_writer = pq.ParquetWriter(directory / "loan_pd_monthly.parquet", loan_truth.SCHEMA)
+        self.loan_pd_rows: list[tuple[np.ndarray, int, np.ndarray]] = []  # (loans, month start us, pd 365 d)
 
     def _month(self, month_start_us: int) -> pa.Array:
         return pa.array(np.full(self.pop.n_parties, month_start_us, np.int64), contract.TIMESTAMP)
@@ -92,6 +95,12 @@ class TruthWriter:
         self.pd_by_month.append(pd.astype(np.float32))
         self.pd_writer.write_table(pa.table([self.pop.party_ids, self._month(month_start_us), pa.array(pd, pa.float32())],
                                             schema=PD_SCHEMA))
+
+    def loan_pd(self, pop: Population, book: credit.LoanBook, loans: np.ndarray, t: int, month_start_us: int,
+                probabilities: np.ndarray) -> None:
+        table = loan_truth.table(pop, book, loans, t, month_start_us, probabilities)
+        self.loan_pd_writer.write_table(table)
+        self.loan_pd_rows.append((loans, month_start_us, table.column("true_pd_365d").to_numpy()))
 
     def cash(self, t, month_start_us, cash_start, pay_in, pay_out, bills_paid, loan_in, loan_out, ext_in, ext_out,
              cash_end) -> None:
@@ -350,11 +359,38 @@ def logit_auc(x: np.ndarray, y: np.ndarray, seed: int) -> float:
     return _auc(y, proba)
 
 
+def loan_truth_check(tw: TruthWriter, final: credit.LoanBook) -> dict:
+    """The loan truth against what happened: every (open loan, month start) of the period, its
+    realized label from the book at the end of the simulation (12 months past the period)."""
+    if not tw.loan_pd_rows:
+        return {}
+    pd_365 = np.concatenate([r[2] for r in tw.loan_pd_rows])
+    realized = np.concatenate([(final.defaulted_at_us[loans] >= d) & (final.defaulted_at_us[loans] < d + 365 * US_PER_DAY)
+                               for loans, d, _ in tw.loan_pd_rows])
+    return {
+        "loan_truth_rows": int(len(pd_365)),
+        "loan_default_rate_365d": float(realized.mean()) if len(realized) else float("nan"),
+        "mean_loan_true_pd_365d": float(pd_365.mean()) if len(pd_365) else float("nan"),
+        "auc_loan_true_pd_365d": _auc(realized.astype(np.int64), pd_365),
+    }
+
+
 def finish(tw: TruthWriter, p: SimParams, pop: Population, series: Series, snapshot: credit.LoanBook,
-           month_start: np.ndarray) -> dict:
-    """Write traits and counterfactual; close the writers; compute the realism figures."""
+           month_start: np.ndarray, final: credit.LoanBook) -> dict:
+    """Write traits and counterfactual; close the writers; compute the realism figures.
+
+    `snapshot` is the credit file at the period end (the loans table), `final` the book at the
+    end of the simulated horizon (realized outcomes of the loan truth)."""
     tw.cash_writer.close()
     tw.pd_writer.close()
+    tw.loan_pd_writer.close()
+    # outcomes through the simulated horizon: the realized labels of the loan truth (the lake's
+    # loans table stops at the period end)
+    pq.write_table(pa.table({
+        "loan_id": pa.array([f"L{i}" for i in range(len(final))], pa.string()),
+        "party_id": pop.party_ids.take(pa.array(final.party)),
+        "defaulted_at": pa.array(final.defaulted_at_us, contract.TIMESTAMP, mask=final.defaulted_at_us < 0),
+    }), tw.dir / "loan_outcomes.parquet")
     n = pop.n_parties
     cf = counterfactual(p, pop, series)
     cf_writer = pq.ParquetWriter(tw.dir / "counterfactual.parquet", CF_SCHEMA)
@@ -405,4 +441,5 @@ def finish(tw: TruthWriter, p: SimParams, pop: Population, series: Series, snaps
         "mean_true_pd": float(np.mean(np.stack(tw.pd_by_month))),
         "auc_true_pd_vs_counterfactual": _auc(cf.ravel(), np.stack(tw.pd_by_month).ravel()),
         "fraud_ring_members": int((pop.fraud_ring >= 0).sum()),
+        **loan_truth_check(tw, final),
     }
