@@ -181,6 +181,20 @@ async def run_phase(port: int, make_request, rate_per_s: float, seconds: float) 
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU time (Linux /proc): a figure the other jobs on a shared
+    machine cannot inflate, unlike latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(server: subprocess.Popen, phase) -> dict:  # noqa: ANN001
+    before = cpu_seconds(server.pid)
+    out = asyncio.run(phase)
+    out["server_cpu_ms_per_request"] = round((cpu_seconds(server.pid) - before) * 1000 / out["requests"], 3)
+    return out
+
+
 def bench_database(label: str, data_dir: Path, database_url: str, parties: list[str], rates: list[float],
                    seconds: float) -> dict:
     port = free_port()
@@ -194,9 +208,9 @@ def bench_database(label: str, data_dir: Path, database_url: str, parties: list[
             return application_request(parties[j % len(parties)], f"bench-{run}-{j}")
 
         warmup = asyncio.run(run_phase(port, apply_request, 50, 2))  # not reported
-        phases = {"baseline_health": asyncio.run(run_phase(port, lambda i: HEALTH, max(rates), seconds))}
+        phases = {"baseline_health": measured(server, run_phase(port, lambda i: HEALTH, max(rates), seconds))}
         for rate in rates:
-            phases[f"decide_{int(rate)}"] = asyncio.run(run_phase(port, apply_request, rate, seconds))
+            phases[f"decide_{int(rate)}"] = measured(server, run_phase(port, apply_request, rate, seconds))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -241,14 +255,16 @@ def main() -> None:
         results.append(bench_database(label, data_dir, url, parties, rates, args.seconds))
 
     table = Table(title="decision service under load (one `fieldbank serve`, loopback)")
-    for col in ("database", "phase", "offered/s", "achieved/s", "p50 ms", "p99 ms", "max ms", "statuses"):
+    for col in ("database", "phase", "offered/s", "achieved/s", "p50 ms", "p99 ms", "max ms", "server CPU ms/req",
+                "statuses"):
         table.add_column(col, justify="right" if col not in ("database", "phase", "statuses") else "left")
     for r in results:
         for name, p in r["phases"].items():
             table.add_row(r["database"], name, f"{p['target_per_s']:.0f}", f"{p['achieved_per_s']:.0f}",
                           f"{p['latency_ms_p50']:.2f}", f"{p['latency_ms_p99']:.2f}", f"{p['latency_ms_max']:.0f}",
-                          json.dumps(p["status_counts"]))
+                          f"{p['server_cpu_ms_per_request']:.2f}", json.dumps(p["status_counts"]))
     console.print(table)
+    console.print(f"machine load average at the end: {os.getloadavg()} on {os.cpu_count()} CPUs")
     steps = Table(title="time per step inside the server, mean (p99) ms, from Server-Timing")
     steps.add_column("database / phase")
     for s in STEPS:
@@ -267,7 +283,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
-        "cpus": os.cpu_count(), "parties": args.parties, "seconds_per_phase": args.seconds, "results": results,
+        "cpus": os.cpu_count(), "load_average_end": os.getloadavg(), "parties": args.parties, "seconds_per_phase": args.seconds, "results": results,
     }, indent=1))
     console.print(f"wrote {RESULTS}")
 

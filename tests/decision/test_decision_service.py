@@ -294,3 +294,21 @@ def test_row_scorer_matches_fast_scorer(make_service, sqlite_engine) -> None:
         # same values; FastScorer's row-wise .tolist() turns ints into floats ("257.0 days"), ours keeps "257 days"
         assert [r.value for r in why] == pytest.approx([r.value for r in why_fast], nan_ok=True)
         assert [r.impact for r in why] == pytest.approx([r.impact for r in why_fast])
+
+
+def test_a_policy_that_approves_without_score_or_terms_refers(sqlite_engine, make_service, tmp_path: Path) -> None:
+    """A careless candidate policy (approve everyone, no grade terms) still never gives a guessed offer."""
+    doc = json.loads((Path(__file__).resolve().parents[2] / "policies" / "credit_policy.json").read_text())
+    doc["nodes"] = [n for n in doc["nodes"] if n["id"] not in ("knockouts", "risk_grade")]
+    cut = next(n for n in doc["nodes"] if n["id"] == "cutoffs")
+    cut["content"]["rules"] = [r for r in cut["content"]["rules"] if r["out_rule"] == '"approve_by_grade"']
+    doc["edges"] = [{"id": "e0", "type": "edge", "sourceId": "facts", "targetId": "cutoffs"},
+                    {"id": "e1", "type": "edge", "sourceId": "cutoffs", "targetId": "decision"}]
+    path = tmp_path / "approve_all.json"
+    path.write_text(json.dumps(doc))
+    svc = make_service(sqlite_engine, policy_path=path)
+    assert svc.policy is not None
+    d = svc.apply(new_applicant(dt.date(1990, 3, 7)), "k-unscored")  # no portrait: no score
+    assert d.outcome == "refer" and d.limit_minor == 0
+    hits = {r["rule"] for r in svc.get(d.decision_id)["rule_outcomes"] if r["hit"]}
+    assert {"approval_without_score", "approval_without_terms"} <= hits

@@ -28,10 +28,9 @@ PG_URL = os.environ.get("FIELDBANK_TEST_PG_URL", "postgresql+psycopg://postgres@
 OPEN = dt.date(2025, 1, 1)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
-def engine(request: pytest.FixtureRequest, tmp_path):  # noqa: ANN001, ANN201
+def _make_engine(request: pytest.FixtureRequest, folder):  # noqa: ANN001, ANN202
     if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
+        eng = make_engine(f"sqlite:///{folder / 'bank.db'}")
         request.addfinalizer(eng.dispose)
     else:
         schema = f"fbm_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:10]}"
@@ -51,6 +50,11 @@ def engine(request: pytest.FixtureRequest, tmp_path):  # noqa: ANN001, ANN201
     return eng
 
 
+@pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
+def engine(request: pytest.FixtureRequest, tmp_path):  # noqa: ANN001, ANN201
+    return _make_engine(request, tmp_path)
+
+
 def _recorded_state(engine) -> dict[int, tuple[str, int]]:  # noqa: ANN001
     with engine.connect() as conn:
         rows = conn.execute(select(LOANS.c.loan_id, LOANS.c.status, LOANS.c.bucket, LOANS.c.dpd,
@@ -58,10 +62,12 @@ def _recorded_state(engine) -> dict[int, tuple[str, int]]:  # noqa: ANN001
     return {r.loan_id: (r.bucket if r.status == "active" else r.status, r.principal_minor) for r in rows}
 
 
-@pytest.fixture
-def book_history(engine):  # noqa: ANN001, ANN201
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
+def book_history(request: pytest.FixtureRequest, tmp_path_factory):  # noqa: ANN001, ANN201
     """Twelve loans with three habits (pay on time, pay every other month, never pay), closed
-    through 230 days; the loans' states recorded at every month end on the way."""
+    through 230 days; the loans' states recorded at every month end on the way. Built once
+    per database for the module's tests, which only read it."""
+    engine = _make_engine(request, tmp_path_factory.mktemp("monitor"))
     bank = BankService(engine)
     bank.ensure_products()
     habits = {}

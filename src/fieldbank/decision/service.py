@@ -53,6 +53,7 @@ log = logging.getLogger("fieldbank.decision")
 DEFAULT_PRODUCT = "line-revolving"
 STEPS = ("validation", "fraud", "portrait", "scoring", "rules", "write")
 MAX_MODEL_REASONS = 4
+REQUIRED_TERMS = ("limit_income_months", "max_limit_minor", "margin_bps", "lgd")  # an approval's limit and price
 DECISIONS = Decision.__table__
 ACCEPTANCES = DecisionAcceptance.__table__
 SHADOW = ShadowScore.__table__
@@ -295,11 +296,10 @@ class DecisionService:
                     pds, _points, (why,) = snap.models.scorer.score(row, MAX_MODEL_REASONS)
                     pd_12m = float(pds[0])
                 model_reasons = [r.text for r in why]
-            except Exception as e:  # a model that cannot score this row: refer, never crash
+            except Exception:  # a model that cannot score this row: refer, never crash
                 log.exception("decision: scoring %s failed", party_id)
                 service_rules.append(_service_rule("scoring_failed", "refer", UNAVAILABLE_REASON))
-                pd_12m = None
-                del e
+                pd_12m, model_reasons = None, []
         timer.lap("scoring")
 
         # 5. rules, limit and price -----------------------------------------------------------
@@ -332,16 +332,25 @@ class DecisionService:
         grade = result.grade if result else "unrated"
         limit_minor, offer = 0, None
         if outcome == "approve":
-            assert result is not None and pd_12m is not None, "an approval needs a policy result and a model score"
+            # A policy may approve only what the model scored and what it gave terms for; a
+            # candidate file that forgets either gets a referral, not a guessed offer.
+            missing = [t for t in REQUIRED_TERMS if t not in result.terms]
+            if pd_12m is None:
+                service_rules.append(_service_rule("approval_without_score", "refer", UNAVAILABLE_REASON))
+            if missing:
+                log.error("decision: policy %s approved without terms %s", self.policy.version, missing)
+                service_rules.append(_service_rule("approval_without_terms", "refer", UNAVAILABLE_REASON))
+            outcome, reasons = self._combine(result, service_rules)
+        if outcome == "approve":
+            assert result is not None and pd_12m is not None
             terms = result.terms
             limit_minor = credit_limit_minor(
                 kind=facts["kind"], monthly_revenue_minor=facts["monthly_revenue_minor"],
                 monthly_income_minor=facts["monthly_income_minor"], existing_exposure_minor=exposure_minor,
                 requested_amount_minor=a.requested_amount_minor, pd_12m=pd_12m,
-                limit_income_months=terms.get("limit_income_months", 0.0),
-                max_limit_minor=terms.get("max_limit_minor", 0.0), limit_factor=terms.get("limit_factor", 1.0),
-                params=self.limits)
-            offer = price(pd_12m, terms.get("lgd", 1.0), margin_bps=terms.get("margin_bps", 0.0), params=self.pricing)
+                limit_income_months=terms["limit_income_months"], max_limit_minor=terms["max_limit_minor"],
+                limit_factor=terms.get("limit_factor", 1.0), params=self.limits)
+            offer = price(pd_12m, terms["lgd"], margin_bps=terms["margin_bps"], params=self.pricing)
             if limit_minor == 0:
                 service_rules.append(_service_rule(
                     "limit_below_minimum", "decline",

@@ -21,7 +21,6 @@ import numpy as np
 from sqlalchemy import Engine, insert
 
 from fieldbank.decision.models import ShadowScore
-from fieldbank.risk.scoring import FastScorer
 
 log = logging.getLogger("fieldbank.decision")
 MAX_QUEUE = 10_000
@@ -92,6 +91,8 @@ class ShadowWorker:
                 return
 
     def _score(self, work: list[tuple[str, Any, int]]) -> None:
+        from fieldbank.risk.scoring import FastScorer
+
         groups: dict[int, list[tuple[str, Any, int]]] = defaultdict(list)
         for item in work:
             groups[id(item[1])].append(item)

@@ -20,15 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
-from fieldbank.portrait.pipeline import portrait_path
+import numpy as np
+
 from fieldbank.risk import registry
-from fieldbank.risk.explain import Reason, reason_text
-from fieldbank.risk.models import LgbmPD
-from fieldbank.risk.scoring import FastScorer, load_models, newest_portrait_date, resolve_model
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fieldbank.risk.explain import Reason
+    from fieldbank.risk.scoring import FastScorer
+
+# Heavy libraries (pandas, pyarrow, ibis via the portrait stage, LightGBM and scikit-learn via
+# risk) are imported when there is a portrait or a model to load, not at import: `fieldbank
+# serve` on an empty folder starts in seconds, even on a busy machine.
 
 log = logging.getLogger("fieldbank.decision")
 DAYS_PER_MONTH = 30
@@ -72,6 +78,10 @@ class Portrait:
 
     @classmethod
     def load(cls, data_dir: Path, as_of: dt.date) -> "Portrait":
+        import pyarrow.parquet as pq
+
+        from fieldbank.portrait.pipeline import portrait_path
+
         path = portrait_path(data_dir, as_of)
         return cls(as_of, path, pq.read_table(path).to_pandas())
 
@@ -128,6 +138,11 @@ class Models:
 
     @classmethod
     def load(cls, models_dir: Path, challenger_key: str | None) -> "Models":
+        if not Path(models_dir).is_dir():
+            raise LookupError(f"no model registry at {models_dir}: run `fieldbank train` and `fieldbank models promote`")
+        from fieldbank.risk.models import LgbmPD
+        from fieldbank.risk.scoring import FastScorer, load_models, resolve_model
+
         folder = resolve_model(models_dir)
         bundle = load_models(str(folder))
         champion = bundle.models[bundle.champion]
@@ -154,6 +169,10 @@ class RowScorer:
     (tested), at half the LightGBM work."""
 
     def __init__(self, scorer: FastScorer, portrait: Portrait) -> None:
+        from fieldbank.risk.explain import Reason, reason_text
+        from fieldbank.risk.scoring import FastScorer
+
+        self._reason, self._reason_text = Reason, reason_text
         self.scorer, self.portrait = scorer, portrait
         n, p = len(portrait), len(scorer.columns)
         self.matrix: np.ndarray | None = None
@@ -180,7 +199,7 @@ class RowScorer:
             if contrib[j] > 0:
                 value = self._values[cols[j]][i]
                 value = value.item() if isinstance(value, np.generic) else value
-                why.append(Reason(cols[j], value, float(contrib[j]), "log-odds", reason_text(cols[j], value)))
+                why.append(self._reason(cols[j], value, float(contrib[j]), "log-odds", self._reason_text(cols[j], value)))
         return pd_, why
 
 
@@ -218,10 +237,14 @@ class Sources:
         return self._snapshot
 
     def _newest(self) -> tuple[dt.date | None, tuple[str, int] | None]:
-        try:
-            day = newest_portrait_date(self.data_dir)
-        except LookupError:
-            day = None
+        day = None
+        if (self.data_dir / "portraits").is_dir():
+            from fieldbank.risk.scoring import newest_portrait_date
+
+            try:
+                day = newest_portrait_date(self.data_dir)
+            except LookupError:
+                day = None
         try:
             pointer = registry.get_champion(self.models_dir)
         except (OSError, ValueError, KeyError):

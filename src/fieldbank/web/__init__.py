@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import plotly
+import importlib.util
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -18,7 +18,8 @@ from fieldbank.config import Settings
 from fieldbank.web import auth
 
 STATIC_DIR = Path(__file__).parent / "static"
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+# Found without importing plotly (its Python side is not needed to serve its JavaScript).
+PLOTLY_JS = Path(importlib.util.find_spec("plotly").origin).parent / "package_data" / "plotly.min.js"
 PAGE_PREFIXES = ("/me", "/ops", "/login", "/logout")
 SESSION_MAX_AGE_S = 8 * 3600  # a working day; then sign in again
 

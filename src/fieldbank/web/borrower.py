@@ -141,7 +141,10 @@ def _loan_context(request: Request, loan: dict[str, Any]) -> dict[str, Any]:
 
 
 RECEIVABLES = ("LOANS_PRINCIPAL", "INTEREST_RECEIVABLE", "FEES_RECEIVABLE")
-HIDDEN_KINDS = ("accrual", "penalty_accrual", "allowance", "draw_reserve")  # nightly or internal steps
+HIDDEN_KINDS = ("accrual", "penalty_accrual", "allowance")  # nightly steps, shown as balances instead
+KIND_LABELS = {"draw_reserve": "draw", "draw_reversal": "draw failed, reversed", "repay": "repayment",
+               "prepay": "prepayment", "late_fees": "late fee", "write_off": "written off",
+               "credit_applied": "credit balance applied", "reversal": "payment reversed"}
 
 
 def borrower_activity(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,7 +154,8 @@ def borrower_activity(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for ln in lines:
         if ln["kind"] in HIDDEN_KINDS or ln["account_code"] not in RECEIVABLES:
             continue
-        row = rows.setdefault(ln["entry_id"], {"business_date": ln["business_date"], "kind": ln["kind"],
+        row = rows.setdefault(ln["entry_id"], {"business_date": ln["business_date"],
+                                                "kind": KIND_LABELS.get(ln["kind"], ln["kind"].replace("_", " ")),
                                                 "owed_change_minor": 0})
         row["owed_change_minor"] += ln["amount_minor"]
     return list(rows.values())
