@@ -312,3 +312,16 @@ def test_a_policy_that_approves_without_score_or_terms_refers(sqlite_engine, mak
     assert d.outcome == "refer" and d.limit_minor == 0
     hits = {r["rule"] for r in svc.get(d.decision_id)["rule_outcomes"] if r["hit"]}
     assert {"approval_without_score", "approval_without_terms"} <= hits
+
+
+def test_unknown_age_refers_never_declines_or_approves(sqlite_engine, make_service, economy: Path) -> None:
+    svc = make_service(sqlite_engine)
+    snap = svc.sources.current()
+    no_age = [p for p in portrait_parties(economy)
+              if not snap.parties.get(p)["birth_year"] and snap.portrait.facts(snap.portrait.index[p]).age_years is None]
+    assert no_age, "the simulator leaves some birth years empty"
+    d = svc.apply(app_for(no_age[0]), "k-no-age")
+    assert d.outcome in ("refer", "decline")
+    why = svc.get(d.decision_id)
+    assert "age_unknown" in {r["rule"] for r in why["rule_outcomes"] if r["hit"]} and why["facts"]["age_years"] is None
+    assert not {"age_below_minimum", "age_above_maximum"} & {r["rule"] for r in why["rule_outcomes"] if r["hit"]}

@@ -47,7 +47,7 @@ UNRATED = "unrated"
 FACTS: dict[str, tuple[type, ...]] = {
     "pd_12m": (float, int),
     "thin_file": (bool,),
-    "age_years": (int,),
+    "age_years": (int, type(None)),  # None: not on file (the service then refers)
     "months_observed": (int,),
     "monthly_revenue_minor": (int,),
     "monthly_income_minor": (int,),

@@ -241,10 +241,10 @@ class DecisionService:
             age = today.year - int(party["birth_year"])
         elif pf and pf.age_years is not None:
             age = pf.age_years
-        else:
+        else:  # no ID number, no birth year on file: the policy cannot check age limits
             age = None
-            service_rules.append(_service_rule("age_unknown", "refer",
-                                               "We could not confirm your age; the application will be reviewed."))
+            service_rules.append(_service_rule(
+                "age_unknown", "refer", "We could not confirm your age; give your ID number or the application will be reviewed."))
         timer.lap("validation")
 
         # 2. fraud and screening ----------------------------------------------------------
@@ -306,7 +306,7 @@ class DecisionService:
         facts = {
             "pd_12m": pd_12m if pd_12m is not None else c.unscored_pd,
             "thin_file": pf.thin_file if pf else True,
-            "age_years": age if age is not None else 0,
+            "age_years": age,
             "months_observed": pf.months_observed if pf else 0,
             "monthly_revenue_minor": pf.monthly_revenue_minor if pf else 0,
             "monthly_income_minor": (pf.monthly_income_minor if pf and pf.monthly_income_minor
