@@ -21,16 +21,15 @@ import os
 import platform
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from fieldbank.bank import ledger
 from fieldbank.bank.close_day import STEPS, close_day
-from fieldbank.bank.db import make_engine, migrate
+from fieldbank.bank.db import make_engine, migrate, scratch_schema_engine
 from fieldbank.bank.service import BankService
 
 console = Console()
@@ -122,17 +121,7 @@ def baseline_full_update(engine) -> float:  # noqa: ANN001
 def run(db: str, n_loans: int) -> dict:
     cleanup = None
     if db == "pg":
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_URL)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        engine = make_engine(PG_URL, schema=schema)
-
-        def cleanup() -> None:
-            engine.dispose()
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-
+        engine, cleanup = scratch_schema_engine(PG_URL, "bench")
     else:
         directory = tempfile.mkdtemp(prefix="fb-bench-")
         engine = make_engine(f"sqlite:///{directory}/bank.db")

@@ -5,32 +5,18 @@ The pg-marked half fails, never skips, when PostgreSQL is missing."""
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from fieldbank.bank.db import make_engine, migrate
+from fieldbank.bank.db import make_engine, migrate, scratch_schema_engine
 from fieldbank.bank.service import BankService
 
 PG_URL = os.environ.get("FIELDBANK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def _pg_engine(request: pytest.FixtureRequest):  # noqa: ANN202
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    schema = f"fbt_{worker}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL, pool_size=1)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-
-    engine = make_engine(PG_URL, schema=schema, pool_size=20)
-
-    def drop() -> None:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
+    engine, drop = scratch_schema_engine(PG_URL, "fbt")
     request.addfinalizer(drop)
     return engine
 

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from fieldbank.bank import ledger
 from fieldbank.bank.close_day import close_days_through
-from fieldbank.bank.db import make_engine, migrate
+from fieldbank.bank.db import make_engine, migrate, scratch_schema_engine
 from fieldbank.bank.domain import DomainError
 from fieldbank.bank.service import BankService
 
@@ -49,20 +49,9 @@ def _sqlite_engine():  # noqa: ANN202
 
 
 def _pg_engine():  # noqa: ANN202
-    schema = f"fbs_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_URL, pool_size=1)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    eng = make_engine(PG_URL, schema=schema, pool_size=2)
+    eng, drop = scratch_schema_engine(PG_URL, "fbs", pool_size=2)
     migrate(eng)
     BankService(eng).ensure_products()
-
-    def drop() -> None:
-        eng.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
     return eng, drop
 
 

@@ -8,13 +8,11 @@ import datetime as dt
 import fcntl
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from fieldbank.bank.db import make_engine, migrate
+from fieldbank.bank.db import make_engine, migrate, scratch_schema_engine
 from fieldbank.bank.service import BankService
 from fieldbank.config import load_settings
 
@@ -63,19 +61,7 @@ def copy_economy(economy: Path, dest: Path, *, portraits: bool = True, models: b
 
 
 def _pg_engine(request: pytest.FixtureRequest):  # noqa: ANN202
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    schema = f"fbd_{worker}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL, pool_size=1)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(PG_URL, schema=schema, pool_size=20)
-
-    def drop() -> None:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
+    engine, drop = scratch_schema_engine(PG_URL, "fbd")
     request.addfinalizer(drop)
     return engine
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import uuid
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from fieldbank.bank.close_day import close_days_through
-from fieldbank.bank.db import make_engine, migrate
+from fieldbank.bank.db import make_engine, migrate, scratch_schema_engine
 from fieldbank.bank.service import LOANS, BankService, owed_components
 from fieldbank.monitor import drift
 from fieldbank.monitor.portfolio import (
@@ -33,18 +32,7 @@ def _make_engine(request: pytest.FixtureRequest, folder):  # noqa: ANN001, ANN20
         eng = make_engine(f"sqlite:///{folder / 'bank.db'}")
         request.addfinalizer(eng.dispose)
     else:
-        schema = f"fbm_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(PG_URL, pool_size=1)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        eng = make_engine(PG_URL, schema=schema)
-
-        def drop() -> None:
-            eng.dispose()
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            admin.dispose()
-
+        eng, drop = scratch_schema_engine(PG_URL, "fbm")
         request.addfinalizer(drop)
     migrate(eng)
     return eng

@@ -8,11 +8,14 @@ front instead of failing on lock upgrade. PostgreSQL: READ COMMITTED plus explic
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Callable
 from importlib import resources
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -43,6 +46,25 @@ def make_engine(database_url: str, *, schema: str | None = None, pool_size: int 
     return create_engine(
         database_url, connect_args=connect_args, pool_size=pool_size, max_overflow=10, pool_pre_ping=True
     )
+
+
+def scratch_schema_engine(database_url: str, prefix: str, *, pool_size: int = 20) -> tuple[Engine, Callable[[], None]]:
+    """A PostgreSQL engine on a new, empty schema named `<prefix>_<worker>_<random>`, and the
+    function that drops it: tests and benchmarks get a database of their own on a shared server."""
+    assert database_url.startswith("postgresql"), database_url
+    schema = f"{prefix}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(database_url, pool_size=1)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(database_url, schema=schema, pool_size=pool_size)
+
+    def drop() -> None:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+    return engine, drop
 
 
 def alembic_config(engine: Engine) -> Config:
