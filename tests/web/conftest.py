@@ -7,6 +7,7 @@ var/test-artifacts/screenshots/ (gitignored), at a phone-size viewport.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -21,6 +22,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from fieldbank.config import REPO_POLICIES_DIR
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -28,6 +31,7 @@ PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "screenshots"
 DEMO_ARGS = ["--parties", "4000", "--months", "20", "--seed", "3", "--borrowers", "40", "--bank-days", "75"]
 DEMO_LIMIT_S = 900
+TEST_POLICY = "candidate_tight_cutoff.json"
 STARTUP_LIMIT_S = 300  # the server imports the model stack; slow on a busy 2-core machine
 
 
@@ -74,8 +78,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
         assert "demo sign-ins" in demo.stdout
     port = _free_port()
+    # The server decides with the backtest's tight candidate policy (PD above 1.6% declined): the
+    # small economy's calibrated PDs stay under the champion policy's decline grade (10%), and the
+    # browser must see a risk-based decline with its reasons.
+    server_env = {**env, "FIELDBANK_DECISION": json.dumps({"policy_path": str(REPO_POLICIES_DIR / TEST_POLICY)})}
     server = subprocess.Popen([sys.executable, "-m", "fieldbank.cli", "serve", "--port", str(port),
-                               "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+                               "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=server_env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_LIMIT_S

@@ -14,10 +14,11 @@ import datetime as dt
 import io
 import re
 
+import httpx
 import pytest
 
 from fieldbank.config import load_settings
-from fieldbank.web.demo_step import applicants
+from fieldbank.web.demo_step import applicants, riskiest_parties
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -103,12 +104,28 @@ def test_dashboard_draws_charts_without_console_errors(phone, site) -> None:  # 
     assert scripts and all(s.startswith(site.base) for s in scripts), scripts
 
 
+DECLINE_SEARCH = 200  # riskiest parties tried for a decline
+
 @pytest.fixture(scope="module")
 def applicant_ids(site) -> tuple[str, str]:  # noqa: ANN001
-    """The safest and the riskiest party without a loan, as the demo's sign-in table picks them."""
+    """The safest party without a loan, as the demo's sign-in table picks it, and the riskiest one
+    the server's policy declines: the riskiest parties ask the API for the loan the page will ask
+    for until one is declined (a decline needs more than the highest PD: fraud flags, thin file
+    and the other rules count too)."""
     borrowers = {r[0] for r in site.sql("SELECT DISTINCT party_id FROM loans")}
-    (best, _), (worst, _) = applicants(load_settings(data_dir=site.data_dir), borrowers)
-    return best, worst
+    settings = load_settings(data_dir=site.data_dir)
+    (best, _), _ = applicants(settings, borrowers)
+    seen: list[tuple] = []
+    for rank, party in enumerate(riskiest_parties(settings, borrowers, n=DECLINE_SEARCH)):
+        answer = httpx.post(f"{site.base}/v1/applications", headers={"Idempotency-Key": f"find-decline-{rank}"},
+                            json={"party_id": party, "consent": True, "requested_amount_minor": 2_000_000,
+                                  "term_days": 365, "purpose": "inventory"}, timeout=30)
+        assert answer.status_code in (200, 201), answer.text
+        decision = answer.json()
+        if decision["outcome"] == "decline":
+            return best, party
+        seen.append((decision["outcome"], decision["grade"], decision.get("pd_12m")))
+    raise AssertionError(f"none of the {DECLINE_SEARCH} riskiest parties is declined by the policy: {seen[:10]}")
 
 
 def _apply(phone, amount: str) -> None:  # noqa: ANN001

@@ -48,8 +48,9 @@ def demo_logins(settings: Settings, engine) -> list[DemoLogin]:  # noqa: ANN001
     return logins
 
 
-def applicants(settings: Settings, exclude: set[str]) -> list[tuple[str, str]]:
-    """The lowest- and highest-PD parties of the newest portrait that have no loan with us."""
+def _by_pd(settings: Settings, exclude: set[str]):  # noqa: ANN202
+    """The newest portrait's parties outside `exclude`, scored by the champion, safest first
+    (None without a champion or a portrait)."""
     import pyarrow.parquet as pq
 
     from fieldbank.portrait.pipeline import portrait_path
@@ -59,16 +60,29 @@ def applicants(settings: Settings, exclude: set[str]) -> list[tuple[str, str]]:
         folder = resolve_model(settings.models_dir)
         day = newest_portrait_date(settings.data_dir)
     except (LookupError, FileNotFoundError, ValueError):
-        return []
+        return None
     frame = pq.read_table(portrait_path(settings.data_dir, day)).to_pandas()
     frame = frame[~frame["party_id"].isin(exclude)]
     if frame.empty:
-        return []
+        return None
     pd_, _ = score_frame(load_models(str(folder)), frame)
-    frame = frame.assign(pd=pd_).sort_values(["pd", "party_id"])
+    return frame.assign(pd=pd_).sort_values(["pd", "party_id"])[["party_id", "pd"]]
+
+
+def applicants(settings: Settings, exclude: set[str]) -> list[tuple[str, str]]:
+    """The lowest- and highest-PD parties of the newest portrait that have no loan with us."""
+    frame = _by_pd(settings, exclude)
+    if frame is None:
+        return []
     best, worst = frame.iloc[0], frame.iloc[-1]
     return [(best["party_id"], f"new applicant, low risk (PD {best['pd']:.2%}): apply"),
             (worst["party_id"], f"new applicant, high risk (PD {worst['pd']:.2%}): apply, see the reasons")]
+
+
+def riskiest_parties(settings: Settings, exclude: set[str], n: int) -> list[str]:
+    """Up to `n` parties without a loan with us, riskiest first."""
+    frame = _by_pd(settings, exclude)
+    return [] if frame is None else frame["party_id"].iloc[::-1].head(n).tolist()
 
 
 DEMO_APPLICATIONS = 100
