@@ -29,9 +29,7 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -40,6 +38,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, text
+
+from fieldbank.api.process import Served, start_serve, stop
 
 console = Console()
 PG_URL = os.environ.get("FIELDBANK_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -84,31 +84,12 @@ def portrait_parties(data_dir: Path) -> list[str]:
         "party_id"].to_pylist()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(data_dir: Path, database_url: str, port: int) -> subprocess.Popen:
-    env = {**os.environ, "FIELDBANK_API_KEYS": json.dumps(["bench-key"])}
-    server = subprocess.Popen([sys.executable, "-m", "fieldbank.cli", "serve", "--port", str(port),
-                               "--data-dir", str(data_dir), "--database-url", database_url],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + STARTUP_LIMIT_S
-    while True:
-        assert server.poll() is None, server.stdout.read().decode()
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-API-Key: bench-key\r\nConnection: close\r\n\r\n")
-                reply = s.recv(65536).decode(errors="replace")
-            if reply.startswith("HTTP/1.1 200") and '"ready":true' in reply:
-                return server
-            assert '"ready":false' not in reply, reply
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.3)
+def start_server(data_dir: Path, database_url: str) -> Served:
+    """One `fieldbank serve`, returned once its decision service says it is ready."""
+    return start_serve(data_dir, extra_args=["--database-url", database_url], startup_limit_s=STARTUP_LIMIT_S,
+                       env={"FIELDBANK_API_KEYS": json.dumps(["bench-key"])}, ready_path="/v1/status",
+                       headers={"X-API-Key": "bench-key"},
+                       ready=lambda r: r.status_code == 200 and r.json().get("ready") is True)
 
 
 class Conn:
@@ -197,8 +178,8 @@ def measured(server: subprocess.Popen, phase) -> dict:  # noqa: ANN001
 
 def bench_database(label: str, data_dir: Path, database_url: str, parties: list[str], rates: list[float],
                    seconds: float) -> dict:
-    port = free_port()
-    server = start_server(data_dir, database_url, port)
+    served = start_server(data_dir, database_url)
+    server, port = served.process, int(served.base_url.rsplit(":", 1)[1])
     try:
         run = uuid.uuid4().hex[:6]
         counter = iter(range(10**9))
@@ -212,8 +193,7 @@ def bench_database(label: str, data_dir: Path, database_url: str, parties: list[
         for rate in rates:
             phases[f"decide_{int(rate)}"] = measured(server, run_phase(port, apply_request, rate, seconds))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
     engine = create_engine(database_url)
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT count(*) FROM decisions WHERE idempotency_key LIKE :k"),

@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import socket
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, text
 
+from fieldbank.api.process import start_serve, stop
 from fieldbank.web.auth import access_code, load_secret
 
 console = Console()
@@ -36,12 +35,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 STARTUP_LIMIT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _times_ms(client: httpx.Client, url: str, n: int) -> list[float]:
@@ -85,21 +78,10 @@ def main() -> None:
         uncached = {"what": "portfolio view recomputed (book changed)", "path": "monitor.portfolio_view",
                     "kind": "in-process", "median_ms": statistics.median(t), "p95_ms": t[-1]}
     db.dispose()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "fieldbank.cli", "serve", "--port", str(port),
-                               "--data-dir", str(args.data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    served = start_serve(args.data_dir, output=subprocess.DEVNULL, startup_limit_s=STARTUP_LIMIT_S)
+    server, base = served.process, served.base_url
     rows: list[dict] = []
     try:
-        deadline = time.monotonic() + STARTUP_LIMIT_S
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
         secret = load_secret(args.data_dir)
         anon = httpx.Client(base_url=base, timeout=60)
         ops = _sign_in(base, "ops", "ops", secret)
@@ -153,8 +135,7 @@ def main() -> None:
                              "p95_ms": t[-1]})
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
     baseline = rows[0]["median_ms"]
     table = Table(title=f"web pages on {args.data_dir} ({n_loans} loans): {args.requests} requests per page, "
                         f"{args.browser_runs} browser loads")

@@ -49,17 +49,6 @@ def economy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
-def copy_economy(economy: Path, dest: Path, *, portraits: bool = True, models: bool = True) -> Path:
-    """A private copy to break or extend (the lake is symlinked: tests never change it)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "lake").symlink_to(economy / "lake")
-    if portraits:
-        shutil.copytree(economy / "portraits", dest / "portraits")
-    if models:
-        shutil.copytree(economy / "models", dest / "models")
-    return dest
-
-
 def _pg_engine(request: pytest.FixtureRequest):  # noqa: ANN202
     engine, drop = scratch_schema_engine(PG_URL, "fbd")
     request.addfinalizer(drop)
@@ -105,13 +94,3 @@ def make_service(economy: Path):  # noqa: ANN201
     yield make
     for service in made:
         service.close()
-
-
-def portrait_parties(economy: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    from fieldbank.risk.scoring import newest_portrait_date
-
-    day = newest_portrait_date(economy)
-    return pq.read_table(economy / "portraits" / f"as_of={day}" / "part-0.parquet", columns=["party_id"])[
-        "party_id"].to_pylist()

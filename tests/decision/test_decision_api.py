@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from conftest import portrait_parties
+from decision_data import portrait_parties
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fieldbank.decision.pricing import LimitParams, PricingParams, credit_limit_minor, daily_rate_ppm, price
+from fieldbank.decision.pricing import LimitParams, PricingParams, credit_limit_minor, price
 
 
 def test_apr_is_cost_of_funds_plus_expected_loss_plus_opex_plus_margin() -> None:

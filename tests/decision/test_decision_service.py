@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_economy, portrait_parties
+from decision_data import copy_economy, portrait_parties
 from sqlalchemy import func, select, text
 
 from fieldbank.bank.domain import DomainError

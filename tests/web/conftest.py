@@ -10,18 +10,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from fieldbank.api.process import serving
 from fieldbank.config import REPO_POLICIES_DIR
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,12 +31,6 @@ DEMO_ARGS = ["--parties", "4000", "--months", "20", "--seed", "3", "--borrowers"
 DEMO_LIMIT_S = 900
 TEST_POLICY = "candidate_tight_cutoff.json"
 STARTUP_LIMIT_S = 300  # the server imports the model stack; slow on a busy 2-core machine
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -77,30 +69,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                               env=env)
         assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
         assert "demo sign-ins" in demo.stdout
-    port = _free_port()
     # The server decides with the backtest's tight candidate policy (PD above 1.6% declined): the
     # small economy's calibrated PDs stay under the champion policy's decline grade (10%), and the
     # browser must see a risk-based decline with its reasons.
-    server_env = {**env, "FIELDBANK_DECISION": json.dumps({"policy_path": str(REPO_POLICIES_DIR / TEST_POLICY)})}
-    server = subprocess.Popen([sys.executable, "-m", "fieldbank.cli", "serve", "--port", str(port),
-                               "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              env=server_env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_LIMIT_S
-        while True:
-            assert server.poll() is None, server.stdout.read().decode()
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
-        yield Site(base, data_dir, load_secret(data_dir))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    policy = json.dumps({"policy_path": str(REPO_POLICIES_DIR / TEST_POLICY)})
+    with serving(data_dir, env={"PYTHONUNBUFFERED": "1", "FIELDBANK_DECISION": policy},
+                 startup_limit_s=STARTUP_LIMIT_S) as served:
+        yield Site(served.base_url, data_dir, load_secret(data_dir))
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +100,7 @@ class Phone:
         self.page = self.context.new_page()
         self.site = site
         self.errors: list[str] = []
+        self.closed = False
         self.page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
         self.page.on("requestfailed", lambda r: self.errors.append(f"request failed: {r.url}"))
@@ -147,12 +123,24 @@ class Phone:
         self.page.screenshot(path=str(path), full_page=True)
         return path
 
-    def close(self) -> None:
-        self.context.close()
+    def close(self) -> None:  # idempotent: a test may close early, the fixture closes again
+        if not self.closed:
+            self.closed = True
+            self.context.close()
 
 
 @pytest.fixture
 def phone(browser, site: Site) -> Iterator[Phone]:  # noqa: ANN001
+    p = Phone(browser, site)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.fixture
+def ops_phone(browser, site: Site) -> Iterator[Phone]:  # noqa: ANN001
+    """A second browser context beside `phone`, for the bank's staff in the same test."""
     p = Phone(browser, site)
     try:
         yield p

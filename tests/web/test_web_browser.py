@@ -140,75 +140,69 @@ def _apply(phone, amount: str) -> None:  # noqa: ANN001
     page.wait_for_selector("#decision")
 
 
-def test_journey_apply_accept_draw_close_day_repay_statement(browser, site, applicant_ids) -> None:  # noqa: ANN001
-    from conftest import Phone
-
+def test_journey_apply_accept_draw_close_day_repay_statement(phone, ops_phone, site, applicant_ids) -> None:  # noqa: ANN001
     party, _ = applicant_ids
-    phone = Phone(browser, site)
+    phone.sign_in("borrower", party)
+    page = phone.page
+    _apply(phone, "5000")
+    decision = page.locator("#decision")
+    assert decision.get_attribute("data-outcome") == "approve"
+    for field in ("#offer-limit", "#offer-apr", "#offer-daily", "#offer-cost", "#offer-total"):
+        assert page.inner_text(field).strip() not in ("", "–"), field
+    assert page.locator("#reasons li").count() >= 1
+    phone.shot("apply-approved")
+    decision_id = page.get_attribute("#accept-form", "action").split("/")[3]
+    # Accept: a credit line opens with the offer's limit and APR.
+    page.click("#accept-form button[type=submit]")
+    assert "Done: accepted" in page.inner_text("[role=status]")
+    loan_id = int(page.url.split("/me/loans/")[1].split("?")[0])
+    (offer_id, limit_minor, kind), = site.sql(
+        "SELECT offer_id, limit_minor, kind FROM loans WHERE loan_id = :l", l=loan_id)
+    assert offer_id == decision_id and kind == "revolving" and limit_minor > 0
+    phone.shot("loan-accepted")
+    # Draw 1,000.00 from the line.
+    page.fill("#draw-form input[name=amount]", "1000")
+    page.click("#draw-form button[type=submit]")
+    assert "Done: draw" in page.inner_text("[role=status]")
+    assert page.inner_text("#principal") == "1,000.00"
+    phone.shot("loan-drawn")
+    # The bank closes two business days from the ops dashboard: the line accrues interest
+    # from the day after the draw.
+    ops = ops_phone
     try:
-        phone.sign_in("borrower", party)
-        page = phone.page
-        _apply(phone, "5000")
-        decision = page.locator("#decision")
-        assert decision.get_attribute("data-outcome") == "approve"
-        for field in ("#offer-limit", "#offer-apr", "#offer-daily", "#offer-cost", "#offer-total"):
-            assert page.inner_text(field).strip() not in ("", "–"), field
-        assert page.locator("#reasons li").count() >= 1
-        phone.shot("apply-approved")
-        decision_id = page.get_attribute("#accept-form", "action").split("/")[3]
-        # Accept: a credit line opens with the offer's limit and APR.
-        page.click("#accept-form button[type=submit]")
-        assert "Done: accepted" in page.inner_text("[role=status]")
-        loan_id = int(page.url.split("/me/loans/")[1].split("?")[0])
-        (offer_id, limit_minor, kind), = site.sql(
-            "SELECT offer_id, limit_minor, kind FROM loans WHERE loan_id = :l", l=loan_id)
-        assert offer_id == decision_id and kind == "revolving" and limit_minor > 0
-        phone.shot("loan-accepted")
-        # Draw 1,000.00 from the line.
-        page.fill("#draw-form input[name=amount]", "1000")
-        page.click("#draw-form button[type=submit]")
-        assert "Done: draw" in page.inner_text("[role=status]")
-        assert page.inner_text("#principal") == "1,000.00"
-        phone.shot("loan-drawn")
-        # The bank closes two business days from the ops dashboard: the line accrues interest
-        # from the day after the draw.
-        ops = Phone(browser, site)
-        try:
-            ops.sign_in("ops", "ops")
-            (last_before,), = site.sql("SELECT max(business_date) FROM close_day_runs WHERE status = 'done'")
-            for _ in range(2):
-                ops.page.click("#close-day-form button[type=submit]")
-                assert "Done: closed" in ops.page.inner_text("[role=status]")
-            ops.shot("ops-closed-day")
-            (last_after,), = site.sql("SELECT max(business_date) FROM close_day_runs WHERE status = 'done'")
-            assert dt.date.fromisoformat(str(last_after)) == dt.date.fromisoformat(str(last_before)) + dt.timedelta(days=2)
-            # The decision log shows this decision with its explanation.
-            ops.goto(f"/ops/decisions/{decision_id}")
-            assert ops.page.get_attribute("#decision", "data-outcome") == "approve"
-            ops.shot("ops-decision")
-            assert not ops.errors, ops.errors
-        finally:
-            ops.close()
-        # Repay everything owed (interest included) from the loan page.
-        page.reload()
-        (interest,), = site.sql("SELECT interest_minor FROM loans WHERE loan_id = :l", l=loan_id)
-        assert interest > 0
-        due = page.input_value("#repay-form input[name=amount]")
-        assert due == f"{(100_000 + interest) / 100:.2f}"
-        page.click("#repay-form button[type=submit]")
-        assert "Done: repay" in page.inner_text("[role=status]")
-        assert page.inner_text("#due-now") == "0.00" and page.inner_text("#principal") == "0.00"
-        phone.shot("loan-repaid")
-        with page.expect_download() as download:
-            page.click("#statement-link")
-        rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
-        kinds = {r["kind"] for r in rows}
-        assert {"draw_settle", "accrual", "repay"} <= kinds or {"draw_reserve", "accrual", "repay"} <= kinds, kinds
-        principal = sum(int(r["amount_minor"]) for r in rows if r["account_code"] == "LOANS_PRINCIPAL")
-        assert principal == 0  # drawn 1,000.00 and repaid it
-        assert not phone.errors, phone.errors
+        ops.sign_in("ops", "ops")
+        (last_before,), = site.sql("SELECT max(business_date) FROM close_day_runs WHERE status = 'done'")
+        for _ in range(2):
+            ops.page.click("#close-day-form button[type=submit]")
+            assert "Done: closed" in ops.page.inner_text("[role=status]")
+        ops.shot("ops-closed-day")
+        (last_after,), = site.sql("SELECT max(business_date) FROM close_day_runs WHERE status = 'done'")
+        assert dt.date.fromisoformat(str(last_after)) == dt.date.fromisoformat(str(last_before)) + dt.timedelta(days=2)
+        # The decision log shows this decision with its explanation.
+        ops.goto(f"/ops/decisions/{decision_id}")
+        assert ops.page.get_attribute("#decision", "data-outcome") == "approve"
+        ops.shot("ops-decision")
+        assert not ops.errors, ops.errors
     finally:
-        phone.close()
+        ops.close()
+    # Repay everything owed (interest included) from the loan page.
+    page.reload()
+    (interest,), = site.sql("SELECT interest_minor FROM loans WHERE loan_id = :l", l=loan_id)
+    assert interest > 0
+    due = page.input_value("#repay-form input[name=amount]")
+    assert due == f"{(100_000 + interest) / 100:.2f}"
+    page.click("#repay-form button[type=submit]")
+    assert "Done: repay" in page.inner_text("[role=status]")
+    assert page.inner_text("#due-now") == "0.00" and page.inner_text("#principal") == "0.00"
+    phone.shot("loan-repaid")
+    with page.expect_download() as download:
+        page.click("#statement-link")
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+    kinds = {r["kind"] for r in rows}
+    assert {"draw_settle", "accrual", "repay"} <= kinds or {"draw_reserve", "accrual", "repay"} <= kinds, kinds
+    principal = sum(int(r["amount_minor"]) for r in rows if r["account_code"] == "LOANS_PRINCIPAL")
+    assert principal == 0  # drawn 1,000.00 and repaid it
+    assert not phone.errors, phone.errors
 
 
 def test_declined_applicant_sees_the_reasons(phone, site, applicant_ids) -> None:  # noqa: ANN001

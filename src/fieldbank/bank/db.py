@@ -67,10 +67,11 @@ def scratch_schema_engine(database_url: str, prefix: str, *, pool_size: int = 20
     return engine, drop
 
 
-def alembic_config(engine: Engine) -> Config:
-    """An Alembic config that works from an installed package (no alembic.ini needed)."""
+def alembic_config(engine: Engine, package: str = "fieldbank.bank") -> Config:
+    """An Alembic config for the migration chain in `<package>/migrations`, working from an
+    installed package (no alembic.ini needed). The decision log has its own chain."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("fieldbank.bank") / "migrations"))
+    cfg.set_main_option("script_location", str(resources.files(package) / "migrations"))
     cfg.attributes["engine"] = engine
     return cfg
 
