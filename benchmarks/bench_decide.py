@@ -1,7 +1,7 @@
 """Benchmark: the decision service under load, one real `fieldbank serve` process on loopback,
 every decision written to the database, on SQLite and on PostgreSQL.
 
-For each database: start `fieldbank serve` (a separate process, one uvicorn worker), then an
+For each database and each --workers count: start `fieldbank serve` (a separate process), then an
 open-loop load generator (asyncio, raw HTTP/1.1 keep-alive connections, so the generator
 costs little CPU on the shared cores) sends requests at a fixed rate for a fixed time:
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -35,13 +36,14 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import psutil
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, text
 
 from fieldbank.api.process import Served, start_serve, stop
 
-console = Console()
+console = Console(width=200)
 PG_URL = os.environ.get("FIELDBANK_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 RESULTS = Path(__file__).parent / "results" / "decide.json"
 CACHE = Path(__file__).resolve().parents[1] / "var" / "bench" / "decide_economy"
@@ -84,9 +86,11 @@ def portrait_parties(data_dir: Path) -> list[str]:
         "party_id"].to_pylist()
 
 
-def start_server(data_dir: Path, database_url: str) -> Served:
-    """One `fieldbank serve`, returned once its decision service says it is ready."""
-    return start_serve(data_dir, extra_args=["--database-url", database_url], startup_limit_s=STARTUP_LIMIT_S,
+def start_server(data_dir: Path, database_url: str, workers: int) -> Served:
+    """One `fieldbank serve`, returned once its decision service says it is ready (with several
+    workers, the one that answers; the others load the same files at the same time)."""
+    return start_serve(data_dir, extra_args=["--database-url", database_url, "--workers", str(workers)],
+                       startup_limit_s=STARTUP_LIMIT_S,
                        env={"FIELDBANK_API_KEYS": json.dumps(["bench-key"])}, ready_path="/v1/status",
                        headers={"X-API-Key": "bench-key"},
                        ready=lambda r: r.status_code == 200 and r.json().get("ready") is True)
@@ -163,22 +167,52 @@ async def run_phase(port: int, make_request, rate_per_s: float, seconds: float) 
 
 
 def cpu_seconds(pid: int) -> float:
-    """The process's user + system CPU time (Linux /proc): a figure the other jobs on a shared
-    machine cannot inflate, unlike latency."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of the server and its worker processes: a figure the other jobs
+    on a shared machine cannot inflate, unlike latency."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def database_cpu_seconds() -> float:
+    """CPU of every PostgreSQL process (0 for SQLite, which runs inside the server)."""
+    total = 0.0
+    for proc in psutil.process_iter(["name", "username"]):
+        if proc.info["name"] == "postgres" or proc.info["username"] == "postgres":
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+    return total
+
+
+def machine_busy_seconds() -> float:
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - t.iowait
 
 
 def measured(server: subprocess.Popen, phase) -> dict:  # noqa: ANN001
-    before = cpu_seconds(server.pid)
+    """The phase's latencies plus CPU per request of the server, the database, this load
+    generator, and everything else on the machine (other jobs: a busy machine shows here)."""
+    before = (cpu_seconds(server.pid), database_cpu_seconds(), time.process_time(), machine_busy_seconds())
     out = asyncio.run(phase)
-    out["server_cpu_ms_per_request"] = round((cpu_seconds(server.pid) - before) * 1000 / out["requests"], 3)
+    after = (cpu_seconds(server.pid), database_cpu_seconds(), time.process_time(), machine_busy_seconds())
+    server_s, db_s, generator_s, busy_s = (a - b for a, b in zip(after, before))
+    per_request = 1000 / out["requests"]
+    out["server_cpu_ms_per_request"] = round(server_s * per_request, 3)
+    out["database_cpu_ms_per_request"] = round(db_s * per_request, 3)
+    out["generator_cpu_ms_per_request"] = round(generator_s * per_request, 3)
+    out["other_cpu_ms_per_request"] = round(max(busy_s - server_s - db_s - generator_s, 0.0) * per_request, 3)
+    out["machine_cpu_busy_share"] = round(busy_s / out["seconds"] / os.cpu_count(), 3)
     return out
 
 
 def bench_database(label: str, data_dir: Path, database_url: str, parties: list[str], rates: list[float],
-                   seconds: float) -> dict:
-    served = start_server(data_dir, database_url)
+                   seconds: float, workers: int) -> dict:
+    served = start_server(data_dir, database_url, workers)
     server, port = served.process, int(served.base_url.rsplit(":", 1)[1])
     try:
         run = uuid.uuid4().hex[:6]
@@ -203,7 +237,7 @@ def bench_database(label: str, data_dir: Path, database_url: str, parties: list[
     engine.dispose()
     created = sum(p["status_counts"].get("201", 0) for k, p in phases.items() if k.startswith("decide"))
     created += warmup["status_counts"].get("201", 0)
-    return {"database": label, "phases": phases, "decisions_stored": stored, "responses_201": created,
+    return {"database": label, "workers": workers, "phases": phases, "decisions_stored": stored, "responses_201": created,
             "outcomes": outcomes}
 
 
@@ -213,12 +247,14 @@ def main() -> None:
     parser.add_argument("--rates", default="100,200,300,400", help="decisions/s to offer, comma-separated")
     parser.add_argument("--seconds", type=float, default=15.0, help="per phase")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--workers", default="1,2", help="`fieldbank serve --workers`, comma-separated")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     data_dir = build_economy(args.parties)
     parties = portrait_parties(data_dir)
     results = []
-    for label in args.databases.split(","):
+    configs = [(label, int(w)) for label in args.databases.split(",") for w in args.workers.split(",")]
+    for label, workers in configs:
         if label == "sqlite":
             db = data_dir.parent / f"bench_{args.parties}.db"
             db.unlink(missing_ok=True)
@@ -231,18 +267,20 @@ def main() -> None:
                 conn.execute(text(f"CREATE SCHEMA {schema}"))
             admin.dispose()
             url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-        console.print(f"[bold]{label}[/bold]: serving {data_dir} on {url}")
-        results.append(bench_database(label, data_dir, url, parties, rates, args.seconds))
+        console.print(f"[bold]{label}[/bold], {workers} worker(s): serving {data_dir} on {url}")
+        results.append(bench_database(label, data_dir, url, parties, rates, args.seconds, workers))
 
     table = Table(title="decision service under load (one `fieldbank serve`, loopback)")
-    for col in ("database", "phase", "offered/s", "achieved/s", "p50 ms", "p99 ms", "max ms", "server CPU ms/req",
-                "statuses"):
+    for col in ("database", "phase", "offered/s", "achieved/s", "p50 ms", "p99 ms", "max ms",
+                "CPU ms/req: server", "db", "load gen", "other jobs", "machine busy", "statuses"):
         table.add_column(col, justify="right" if col not in ("database", "phase", "statuses") else "left")
     for r in results:
         for name, p in r["phases"].items():
-            table.add_row(r["database"], name, f"{p['target_per_s']:.0f}", f"{p['achieved_per_s']:.0f}",
+            table.add_row(f"{r['database']} x{r['workers']}", name, f"{p['target_per_s']:.0f}", f"{p['achieved_per_s']:.0f}",
                           f"{p['latency_ms_p50']:.2f}", f"{p['latency_ms_p99']:.2f}", f"{p['latency_ms_max']:.0f}",
-                          f"{p['server_cpu_ms_per_request']:.2f}", json.dumps(p["status_counts"]))
+                          f"{p['server_cpu_ms_per_request']:.2f}", f"{p['database_cpu_ms_per_request']:.2f}",
+                          f"{p['generator_cpu_ms_per_request']:.2f}", f"{p['other_cpu_ms_per_request']:.2f}",
+                          f"{p['machine_cpu_busy_share']:.0%}", json.dumps(p["status_counts"]))
     console.print(table)
     console.print(f"machine load average at the end: {os.getloadavg()} on {os.cpu_count()} CPUs")
     steps = Table(title="time per step inside the server, mean (p99) ms, from Server-Timing")
@@ -253,12 +291,12 @@ def main() -> None:
     for r in results:
         for name, p in r["phases"].items():
             if "steps_ms_mean" in p:
-                steps.add_row(f"{r['database']} {name}",
+                steps.add_row(f"{r['database']} x{r['workers']} {name}",
                               *[f"{p['steps_ms_mean'][s]:.2f} ({p['steps_ms_p99'][s]:.1f})" for s in STEPS],
                               f"{sum(p['steps_ms_mean'].values()):.2f}")
     console.print(steps)
     for r in results:
-        console.print(f"{r['database']}: {r['decisions_stored']} decisions stored for {r['responses_201']} created "
+        console.print(f"{r['database']} x{r['workers']}: {r['decisions_stored']} decisions stored for {r['responses_201']} created "
                       f"responses (incl. warm-up); outcomes {r['outcomes']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({

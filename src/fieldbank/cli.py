@@ -6,6 +6,7 @@ package, which owns the work. Stages register their verbs below.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from fieldbank.lake.commands import ingest_command
 from fieldbank.risk.commands import models_app, score_command, train_command
 from fieldbank.portrait.commands import features_command, portrait_command, portrait_report_command
 from fieldbank.simulate.commands import simulate_command
+
+MAX_SERVE_WORKERS = 8
 
 app = typer.Typer(
     name="fieldbank",
@@ -48,16 +51,32 @@ def serve_command(
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
     data_dir: Path = typer.Option(None, help="fieldbank data folder (default var/)"),
     database_url: str = typer.Option(None, help="bank database URL (default sqlite:///<data-dir>/bank.db)"),
+    workers: int = typer.Option(1, min=1, max=MAX_SERVE_WORKERS,
+                                help="server processes sharing the port; each keeps its own portrait and models "
+                                     "in memory. 2 on 2 cores with PostgreSQL; SQLite's single writer favours 1"),
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs): the bank core's operations, with Idempotency-Key."""
     import uvicorn
 
-    from fieldbank.api.app import create_app
+    from fieldbank.api.app import create_app, prepare_database
     from fieldbank.config import load_settings
 
     settings = load_settings(data_dir=data_dir, database_url=database_url)
-    console.print(f"fieldbank API on http://{host}:{port} (OpenAPI: /docs), database {settings.database_url}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    console.print(f"fieldbank API on http://{host}:{port} (OpenAPI: /docs), database {settings.database_url}, "
+                  f"{workers} worker(s)")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        return
+    # Several processes (one GIL each): migrate once here, then each worker builds its app from
+    # the environment (uvicorn needs an import string to start workers).
+    prepare_database(settings).dispose()
+    from fieldbank.web.auth import load_secret
+
+    load_secret(settings.data_dir)  # one session secret for every worker, created before they race to
+    os.environ["FIELDBANK_DATA_DIR"] = str(Path(settings.data_dir).resolve())
+    os.environ["FIELDBANK_DATABASE_URL"] = settings.database_url
+    uvicorn.run("fieldbank.api.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
+                log_level="warning")
 
 
 @app.command("contract")

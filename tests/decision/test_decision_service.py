@@ -78,9 +78,11 @@ def test_approve_records_everything_and_prices_by_formula(db_engine, make_servic
     assert why["inputs"]["party_id"] == party and why["facts"]["pd_12m"] == d.pd_12m
     assert {r["rule"] for r in why["rule_outcomes"]} >= {r.rule for r in svc.policy.rules}
     assert why["policy"] == {"name": "credit_policy", "version": svc.policy.version}
-    svc.shadow.drain()
-    why = svc.get(d.decision_id)
+    # the shadow score, written with the decision, is the challenger's PD of this party's row
     assert why["challenger"].endswith(":scorecard_both") and 0 <= why["challenger_pd_12m"] <= 1
+    snap = svc.sources.current()
+    row = snap.portrait.row(snap.portrait.index[party])
+    assert why["challenger_pd_12m"] == pytest.approx(float(snap.models.challenger.predict_pd(row)[0]), rel=1e-9)
 
 
 def test_idempotency_key_replays_and_conflicts(db_engine, make_service, economy: Path) -> None:
@@ -272,7 +274,6 @@ def test_only_unexpired_approvals_can_be_accepted(sqlite_engine, make_service, e
 def test_the_log_is_append_only(db_engine, make_service, economy: Path) -> None:
     svc = make_service(db_engine)
     d = svc.apply(app_for(portrait_parties(economy)[0]), "k-log")
-    svc.shadow.drain()
     for statement in ("UPDATE decisions SET outcome = 'approve'", "DELETE FROM decisions",
                       "UPDATE decision_shadow_scores SET pd_12m = 0"):
         with pytest.raises(Exception, match="append-only"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -15,23 +16,31 @@ from fieldbank.bank.rails import PaymentRail
 from fieldbank.bank.service import BankService
 from fieldbank.config import Settings, load_settings
 from fieldbank.decision.service import DecisionService
+from fieldbank.decision.store import migrate_decisions
 
 log = logging.getLogger("fieldbank.api")
+
+
+def prepare_database(settings: Settings, engine: Engine | None = None) -> Engine:
+    """The database at head (the bank's and the decision log's migrations) with the default
+    products. `fieldbank serve --workers N` runs this once before the workers start, so they
+    never race each other's DDL; in each worker it is then a no-op."""
+    if engine is None:
+        if settings.database_url.startswith("sqlite:///"):
+            Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.database_url)
+    migrate(engine)
+    migrate_decisions(engine)
+    BankService(engine).ensure_products()
+    return engine
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
                rail: PaymentRail | None = None) -> FastAPI:
     """Build the app on `settings.database_url` (migrated to head, default products present)."""
     settings = settings or load_settings()
-    if engine is None:
-        if settings.database_url.startswith("sqlite:///"):
-            from pathlib import Path
-
-            Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(settings.database_url)
-    migrate(engine)
+    engine = prepare_database(settings, engine)
     bank = BankService(engine, rail=rail)
-    bank.ensure_products()
     decisions = DecisionService(engine, settings, bank)
     if not settings.api_keys:
         log.warning("no api_keys configured: the /v1 decision routes accept requests without X-API-Key")
@@ -53,3 +62,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return {"status": "ok"}
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The uvicorn factory for `fieldbank serve --workers N`: each worker process builds its app
+    from the FIELDBANK_* environment that the serve command set."""
+    return create_app(load_settings())

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from fieldbank.api.decision_routes import ApiKeyError
 from fieldbank.bank.domain import DomainError
 from fieldbank.bank.service import IdempotencyConflict, NotFound
+from fieldbank.decision.writer import DecisionLogBusy
 
 
 def _error(field: str, value: Any, rule: str) -> dict[str, Any]:
@@ -46,3 +47,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse(status_code=404, content={"errors": [_error("path", None, str(exc))]})
+
+    @app.exception_handler(DecisionLogBusy)
+    async def _busy(_request: Request, exc: DecisionLogBusy) -> JSONResponse:
+        # Not decided (or not known to be committed): retrying with the same key is safe.
+        return JSONResponse(status_code=503, headers={"Retry-After": "1"},
+                            content={"errors": [_error("Idempotency-Key", None, str(exc))]})

@@ -9,9 +9,11 @@ call it). Steps, each timed:
    and the sanctions/blocklist screen;
 3. portrait: the party's row of the newest portrait (in memory);
 4. scoring: the champion's PD with its top reasons (RowScorer: FastScorer on a matrix built
-   once per portrait); the challenger is scored in shadow off the request path (shadow.py);
+   once per portrait); the challenger's shadow PD was computed for every row when the
+   portrait was loaded (sources.py), so shadow scoring costs the request an array lookup;
 5. rules: the policy (zen-engine), then limit and price;
-6. write: one append-only row, keyed by the Idempotency-Key.
+6. write: one append-only row (and its shadow score), keyed by the Idempotency-Key, committed
+   by the group-commit writer (writer.py): the request returns once its row is committed.
 
 Never a silent approve: a missing portrait, model, policy or blocklist makes the decision a
 `refer` with the reason recorded (the `service` rules in rule_outcomes), not a crash.
@@ -45,7 +47,7 @@ from fieldbank.decision.models import Decision, DecisionAcceptance, ShadowScore
 from fieldbank.decision.policy import Policy, PolicyError, PolicyResult
 from fieldbank.decision.pricing import LimitParams, PricingParams, credit_limit_minor, price
 from fieldbank.decision.schemas import AcceptOut, ApplicationIn, DecisionOut, PolicyRef
-from fieldbank.decision.shadow import ShadowWorker
+from fieldbank.decision.writer import GroupCommitWriter
 from fieldbank.decision.sources import Sources
 from fieldbank.decision.store import migrate_decisions
 
@@ -157,10 +159,10 @@ class DecisionService:
         self.limits = LimitParams()
         with engine.connect() as conn:
             self.products = set(conn.execute(select(Product.product_code)).scalars())
-        self.shadow = ShadowWorker(engine, self._write_lock)
+        self.writer = GroupCommitWriter(engine, self._write_lock)
 
     def close(self) -> None:
-        self.shadow.close()
+        self.writer.close()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
 
@@ -367,7 +369,8 @@ class DecisionService:
         timer.lap("rules")
 
         # 6. write ----------------------------------------------------------------------------
-        shadow = pd_12m is not None and snap.models is not None and snap.models.challenger is not None
+        challenger_pds = snap.row_scorer.challenger_pds if snap.row_scorer is not None else None
+        shadow = pd_12m is not None and row_index is not None and challenger_pds is not None
         decision_id = "D" + uuid.uuid4().hex[:20]
         expires_at = now + dt.timedelta(days=c.offer_ttl_days) if outcome == "approve" else None
         decision = DecisionOut(
@@ -394,9 +397,10 @@ class DecisionService:
             "steps_json": json.dumps(timer.steps),
             "response_json": decision.model_dump_json(),
         }
+        shadow_record = {"decision_id": decision_id, "model_ref": snap.models.challenger_ref,
+                         "pd_12m": float(challenger_pds[row_index]), "scored_at": now} if shadow else None
         try:
-            with self._write_lock, self.engine.begin() as conn:
-                conn.execute(DECISIONS.insert(), record)  # one cached compiled statement
+            self.writer.write(record, shadow_record)
         except IntegrityError:
             # A concurrent request with the same key committed first: its decision is the answer.
             stored = self._by_key(idempotency_key, request_hash)
@@ -404,8 +408,6 @@ class DecisionService:
                 raise
             return Applied(stored, {})
         timer.lap("write")
-        if shadow:
-            self.shadow.submit(decision_id, snap, row_index)
         return Applied(decision, timer.steps)
 
     @staticmethod

@@ -1,0 +1,126 @@
+"""Group commit for the decision log: one thread writes, requests wait for their commit.
+
+A request hands its decision row (and the challenger's shadow row) to a bounded queue and
+blocks until the row is committed, so a 201 still means "on disk in the log". The writer
+thread takes whatever has queued up meanwhile (up to MAX_BATCH rows) and commits it in one
+transaction: under load, one commit (SQLite's WAL append and checkpoint, PostgreSQL's round
+trips and WAL flush) serves many decisions instead of each request queueing for its own.
+
+A duplicate Idempotency-Key fails the whole batch's INSERT; the batch is then written again
+row by row, each in its own transaction, so only the duplicate's request gets the
+IntegrityError (and answers with the stored winner, as before). A full queue or a commit
+that does not finish in WRITE_TIMEOUT_S raises DecisionLogBusy (HTTP 503): the request is
+not decided, nothing is half-written, and the client may retry with the same key.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from fieldbank.decision.models import Decision, ShadowScore
+
+log = logging.getLogger("fieldbank.decision")
+DECISIONS = Decision.__table__
+SHADOW = ShadowScore.__table__
+MAX_BATCH = 256  # rows per transaction: bounds the commit's time and the rows one failure retries
+MAX_QUEUE = 4096  # waiting requests; beyond this the log is behind and requests get a 503
+WRITE_TIMEOUT_S = 10.0
+_STOP = object()
+
+
+class DecisionLogBusy(Exception):
+    """The decision log could not take or commit the row in time; nothing was written."""
+
+
+@dataclass
+class _Pending:
+    decision: dict[str, Any]
+    shadow: dict[str, Any] | None
+    done: Future = field(default_factory=Future)
+
+
+class GroupCommitWriter:
+    def __init__(self, engine: Engine, write_lock: Any, *, max_batch: int = MAX_BATCH,
+                 max_queue: int = MAX_QUEUE) -> None:
+        self.engine = engine
+        self.write_lock = write_lock  # the service's (SQLite: one writer at a time in this process)
+        self.max_batch = max_batch
+        self.queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self.batches = 0
+        self.rows = 0
+        self._thread = threading.Thread(target=self._run, name="decision-log-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, decision: dict[str, Any], shadow: dict[str, Any] | None = None,
+              timeout_s: float = WRITE_TIMEOUT_S) -> None:
+        """Block until the row is committed; IntegrityError if its Idempotency-Key (or id) is taken."""
+        pending = _Pending(decision, shadow)
+        try:
+            self.queue.put(pending, timeout=timeout_s)
+        except queue.Full:
+            raise DecisionLogBusy(f"the decision log has {self.queue.qsize()} rows waiting; retry") from None
+        try:
+            pending.done.result(timeout=timeout_s)
+        except FutureTimeout:
+            # Still queued or mid-commit: we cannot say it was not written, so the client must
+            # retry with the same Idempotency-Key, which answers with the stored row if it landed.
+            raise DecisionLogBusy(f"the decision log did not commit within {timeout_s} s; retry with the same "
+                                  "Idempotency-Key") from None
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        try:
+            self.queue.put(_STOP, timeout=timeout_s)
+        except queue.Full:
+            return
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            while len(batch) < self.max_batch and batch[-1] is not _STOP:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = batch[-1] is _STOP
+            work = [p for p in batch if p is not _STOP]
+            if work:
+                self._commit(work)
+            if stop:
+                return
+
+    def _insert(self, work: list[_Pending]) -> None:
+        shadows = [p.shadow for p in work if p.shadow is not None]
+        with self.write_lock, self.engine.begin() as conn:
+            conn.execute(DECISIONS.insert(), [p.decision for p in work])  # one executemany
+            if shadows:
+                conn.execute(SHADOW.insert(), shadows)
+
+    def _commit(self, work: list[_Pending]) -> None:
+        try:
+            self._insert(work)
+        except IntegrityError as e:
+            if len(work) == 1:
+                work[0].done.set_exception(e)
+                return
+            for p in work:  # find the duplicate(s): each row alone
+                self._commit([p])
+            return
+        except Exception as e:  # the database is down, full, ...: every waiting request fails
+            log.exception("decision log: committing %d decisions failed", len(work))
+            for p in work:
+                p.done.set_exception(e)
+            return
+        self.batches += 1
+        self.rows += len(work)
+        for p in work:
+            p.done.set_result(None)
