@@ -49,6 +49,7 @@ RESULTS = Path(__file__).parent / "results" / "decide.json"
 CACHE = Path(__file__).resolve().parents[1] / "var" / "bench" / "decide_economy"
 STEPS = ("validation", "fraud", "portrait", "scoring", "rules", "write")
 MAX_IN_FLIGHT = 256  # the generator's bound: beyond this the server is saturated, we stop waiting
+PAUSE_BETWEEN_PHASES_S = 1.0  # lets the previous phase's backlog drain before the next is timed
 STARTUP_LIMIT_S = 120
 
 
@@ -122,18 +123,34 @@ def application_request(party: str, key: str) -> bytes:
 HEALTH = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
-async def run_phase(port: int, make_request, rate_per_s: float, seconds: float) -> dict:  # noqa: ANN001
-    """Open loop: request i is due at start + i/rate; latency counts from that due time."""
-    n = int(rate_per_s * seconds)
+async def open_pool(port: int) -> asyncio.Queue[Conn]:
+    """MAX_IN_FLIGHT keep-alive connections, each used once (GET /health) so the server has
+    accepted and set up all of them before a phase: otherwise the first requests of a phase
+    wait behind the server accepting hundreds of new connections, which measures the
+    benchmark's connection storm, not the service."""
     pool: asyncio.Queue[Conn] = asyncio.Queue()
-    for _ in range(MAX_IN_FLIGHT):
-        pool.put_nowait(Conn(*await asyncio.open_connection("127.0.0.1", port)))
-    latencies, statuses, timings = [], [], []
-    start = time.perf_counter() + 0.05
+    conns = [Conn(*await asyncio.open_connection("127.0.0.1", port)) for _ in range(MAX_IN_FLIGHT)]
+    for status, _h, _b in await asyncio.gather(*(c.request(HEALTH) for c in conns)):
+        assert status == 200, status
+    for c in conns:
+        pool.put_nowait(c)
+    return pool
 
-    async def one(i: int) -> None:
-        due = start + i / rate_per_s
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+
+async def close_pool(pool: asyncio.Queue[Conn]) -> None:
+    while not pool.empty():
+        pool.get_nowait().writer.close()
+
+
+async def run_phase(pool: asyncio.Queue[Conn], make_request, rate_per_s: float, seconds: float) -> dict:  # noqa: ANN001
+    """Open loop: request i is due at start + i/rate and is started then, whatever the earlier
+    ones are doing; latency counts from that due time (no coordinated omission). Each request
+    becomes a task at its due time: creating thousands of tasks up front would itself delay
+    the first requests, a cost of the generator, not of the server."""
+    n = int(rate_per_s * seconds)
+    latencies, statuses, timings = [], [], []
+
+    async def one(i: int, due: float) -> None:
         conn = await pool.get()
         try:
             status, headers, _body = await conn.request(make_request(i))
@@ -145,12 +162,15 @@ async def run_phase(port: int, make_request, rate_per_s: float, seconds: float) 
             timings.append({p.split(";dur=")[0]: float(p.split(";dur=")[1])
                             for p in headers["server-timing"].split(", ")})
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(n)))
+    t0 = start = time.perf_counter()
+    tasks = []
+    for i in range(n):
+        due = start + i / rate_per_s
+        if (wait := due - time.perf_counter()) > 0:
+            await asyncio.sleep(wait)
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0
-    while not pool.empty():
-        c = pool.get_nowait()
-        c.writer.close()
     lat = np.array(latencies)
     out = {
         "target_per_s": rate_per_s, "requests": n, "seconds": round(elapsed, 2),
@@ -194,11 +214,12 @@ def machine_busy_seconds() -> float:
     return sum(t) - t.idle - t.iowait
 
 
-def measured(server: subprocess.Popen, phase) -> dict:  # noqa: ANN001
+async def measured(server: subprocess.Popen, phase) -> dict:  # noqa: ANN001
     """The phase's latencies plus CPU per request of the server, the database, this load
     generator, and everything else on the machine (other jobs: a busy machine shows here)."""
+    await asyncio.sleep(PAUSE_BETWEEN_PHASES_S)
     before = (cpu_seconds(server.pid), database_cpu_seconds(), time.process_time(), machine_busy_seconds())
-    out = asyncio.run(phase)
+    out = await phase
     after = (cpu_seconds(server.pid), database_cpu_seconds(), time.process_time(), machine_busy_seconds())
     server_s, db_s, generator_s, busy_s = (a - b for a, b in zip(after, before))
     per_request = 1000 / out["requests"]
@@ -222,10 +243,19 @@ def bench_database(label: str, data_dir: Path, database_url: str, parties: list[
             j = next(counter)
             return application_request(parties[j % len(parties)], f"bench-{run}-{j}")
 
-        warmup = asyncio.run(run_phase(port, apply_request, 50, 2))  # not reported
-        phases = {"baseline_health": measured(server, run_phase(port, lambda i: HEALTH, max(rates), seconds))}
-        for rate in rates:
-            phases[f"decide_{int(rate)}"] = measured(server, run_phase(port, apply_request, rate, seconds))
+        async def drive() -> tuple[dict, dict]:
+            pool = await open_pool(port)
+            try:
+                warmup = await run_phase(pool, apply_request, 50, 2)  # not reported
+                phases = {"baseline_health": await measured(server, run_phase(pool, lambda i: HEALTH, max(rates),
+                                                                                seconds))}
+                for rate in rates:
+                    phases[f"decide_{int(rate)}"] = await measured(server, run_phase(pool, apply_request, rate, seconds))
+            finally:
+                await close_pool(pool)
+            return warmup, phases
+
+        warmup, phases = asyncio.run(drive())
     finally:
         stop(server)
     engine = create_engine(database_url)
