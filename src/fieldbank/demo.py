@@ -82,7 +82,7 @@ def book_and_service(settings: Settings, *, borrowers: int = 300, days: int = 21
                      console: Console | None = None) -> BankDemoReport:
     """Open loans for a seeded sample of parties, then close `days` business days with repayments."""
     from fieldbank.bank.close_day import close_days_through
-    from fieldbank.bank.db import make_engine, migrate
+    from fieldbank.api.app import prepare_database
     from fieldbank.bank.ledger import check_books
     from fieldbank.bank.reports import portfolio_snapshot
     from fieldbank.bank.service import LOANS, BankService, owed_components
@@ -97,10 +97,8 @@ def book_and_service(settings: Settings, *, borrowers: int = 300, days: int = 21
     habits = rng.choice(len(HABITS), size=len(chosen), p=HABIT_SHARES)
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url)
-    migrate(engine)
+    engine = prepare_database(settings)
     bank = BankService(engine)
-    bank.ensure_products()
     first_day = first_bank_day(settings)
     loan_habit: dict[int, int] = {}
     decisions = DecisionService(engine, settings, bank)
