@@ -14,6 +14,7 @@ from schemathesis.checks import not_a_server_error
 
 from fieldbank.api.app import create_app
 from fieldbank.config import load_settings
+from fieldbank.decision.writer import WRITE_TIMEOUT_S
 
 pytestmark = pytest.mark.slow
 KEY = "test-key-0123456789"
@@ -65,6 +66,25 @@ def test_422_names_field_value_and_rule(client, economy: Path) -> None:
     assert r.status_code == 422 and r.json()["errors"][0]["rule"].startswith("check digit")
     r = client.post("/v1/applications", json=body(party))
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_a_stalled_decision_log_is_a_503_and_the_retry_replays(app, client, economy: Path) -> None:
+    """The log cannot commit in time (its write lock is held): 503 with Retry-After, and once it
+    can, the queued row lands and the same key replays that decision instead of making a second."""
+    svc = app.state.decisions
+    party = portrait_parties(economy)[5]
+    svc.writer.timeout_s = 0.2
+    try:
+        with svc._write_lock:  # noqa: SLF001 - what a long commit by another writer looks like
+            busy = client.post("/v1/applications", json=body(party), headers={"Idempotency-Key": "stall-1"})
+    finally:
+        svc.writer.timeout_s = WRITE_TIMEOUT_S
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    assert "same Idempotency-Key" in busy.json()["errors"][0]["rule"]
+    retry = client.post("/v1/applications", json=body(party), headers={"Idempotency-Key": "stall-1"})
+    assert retry.status_code in (200, 201), retry.text
+    again = client.post("/v1/applications", json=body(party), headers={"Idempotency-Key": "stall-1"})
+    assert again.status_code == 200 and again.json()["decision_id"] == retry.json()["decision_id"]
 
 
 def test_api_key_is_required(app, economy: Path) -> None:

@@ -50,10 +50,11 @@ class _Pending:
 
 class GroupCommitWriter:
     def __init__(self, engine: Engine, write_lock: Any, *, max_batch: int = MAX_BATCH,
-                 max_queue: int = MAX_QUEUE) -> None:
+                 max_queue: int = MAX_QUEUE, timeout_s: float = WRITE_TIMEOUT_S) -> None:
         self.engine = engine
         self.write_lock = write_lock  # the service's (SQLite: one writer at a time in this process)
         self.max_batch = max_batch
+        self.timeout_s = timeout_s
         self.queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self.batches = 0
         self.rows = 0
@@ -61,8 +62,9 @@ class GroupCommitWriter:
         self._thread.start()
 
     def write(self, decision: dict[str, Any], shadow: dict[str, Any] | None = None,
-              timeout_s: float = WRITE_TIMEOUT_S) -> None:
+              timeout_s: float | None = None) -> None:
         """Block until the row is committed; IntegrityError if its Idempotency-Key (or id) is taken."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         pending = _Pending(decision, shadow)
         try:
             self.queue.put(pending, timeout=timeout_s)
