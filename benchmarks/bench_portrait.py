@@ -44,7 +44,7 @@ from fieldbank.portrait.families import COMPUTED_FAMILIES, business, household, 
 from fieldbank.portrait.inputs import AsOf
 from fieldbank.portrait.pipeline import payment_aggregates
 from fieldbank.portrait.rollups import rollups_dir, update_rollups
-from fieldbank.portrait.state import STATE_DIR, latest_portrait, state_aggregates, update_state
+from fieldbank.portrait.state import STATE_DIR, latest_portrait, portrait_from_state, update_state
 from fieldbank.portrait.testing import synthetic_tables, write_lake_table, write_synthetic_lake_streaming
 
 console = Console()
@@ -481,7 +481,7 @@ def main_lake_figures(args: argparse.Namespace, parties: int, work: Path, as_of:
         def incremental_portrait() -> tuple[float, float, pa.Table]:
             state_s, (con, inp, update) = timed(lambda: update_state(lake, as_of))
             assert (update.action, update.days) == ("advanced", 1), update
-            portrait_s, table = timed(lambda: execute_portrait(inp, as_of, agg=state_aggregates(con)))
+            portrait_s, table = timed(lambda: portrait_from_state(con, inp, as_of))
             con.disconnect()
             return state_s, portrait_s, table
 

@@ -33,6 +33,7 @@ milliseconds). `latest_portrait` = the state advanced to D + those families, thr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -48,7 +49,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fieldbank.portrait import rollups
-from fieldbank.portrait.engine import configure_duckdb, date_literal
+from fieldbank.portrait.engine import configure_duckdb, date_literal, parquet_files
+from fieldbank.portrait.families import bills
 from fieldbank.portrait.inputs import AsOf, Inputs, load_inputs
 from fieldbank.portrait.pipeline import ALL_WINDOWS, execute_portrait
 from fieldbank.portrait.windows import (
@@ -93,6 +95,7 @@ class StateUpdate:
     from_as_of: dt.date | None
     as_of: dt.date
     days: int
+    bills: str = ""  # what was done to the bills partials: "built: <why>", "<n> parties recomputed", "current"
 
 
 def _connect(lake_dir: Path) -> ibis.BaseBackend:
@@ -143,9 +146,10 @@ def _stale_reason(meta: dict | None, files_now: dict[str, dict], as_of: dt.date,
     return None
 
 
-def _write_meta(con: ibis.BaseBackend, as_of: dt.date, files: dict[str, dict], windows_file: str) -> None:
+def _write_meta(con: ibis.BaseBackend, as_of: dt.date, files: dict[str, dict], windows_file: str,
+                bills_files: dict[str, list[int]]) -> None:
     doc = json.dumps({"as_of": as_of.isoformat(), "fingerprint": definitions_fingerprint(), "files": files,
-                      "windows_file": windows_file})
+                      "windows_file": windows_file, "bills_files": bills_files})
     con.con.execute("CREATE OR REPLACE TABLE meta AS SELECT ?::VARCHAR AS doc", [doc])  # noqa: SLF001
 
 
@@ -358,12 +362,14 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
                 assert windows is not None
                 _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows)
             update = StateUpdate("advanced" if days else "current", "new days" if days else "", start, as_of, days)
+        bills_files = _bills_files(lake_dir)
+        update = dataclasses.replace(update, bills=_update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files))
         if windows is not None:  # a new file, named in the meta of the same transaction
             path = _windows_file(lake_dir, as_of)
             _write_windows(path, windows.table())
             windows_file = path.name
         assert windows_file is not None
-        _write_meta(con, as_of, files_now, windows_file)
+        _write_meta(con, as_of, files_now, windows_file, bills_files)
         con.raw_sql("COMMIT")
     except BaseException:
         con.raw_sql("ROLLBACK")
@@ -376,9 +382,72 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
     return con, inp, update
 
 
+def _bills_files(lake_dir: Path) -> dict[str, list[int]]:
+    """The bills table's files (relative path -> [size, mtime_ns]): new, changed or removed
+    files are how edits after the fact (a bill paid, a correction) reach the state."""
+    root = Path(lake_dir) / "bills"
+    out = {}
+    for path in parquet_files(root):
+        st = path.stat()
+        out[str(path.relative_to(root))] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _update_bills(con: ibis.BaseBackend, inp: Inputs, lake_dir: Path, meta: dict | None, rebuild: str | None,
+                  as_of: dt.date, files_now: dict[str, list[int]]) -> str:
+    """Bring `bills_partials` (families/bills.py partials, one row per party) to `as_of`.
+
+    Rebuilt from all bills when the state is rebuilt or a bills file the state read changed
+    or disappeared (an edit after the fact: rows changed in place). Otherwise only the
+    parties with a bill event (bills.events: due, late, paid, out of a window) in
+    (S, as_of], or with a bill in a new file, are recomputed from their bills; every other
+    party's partials are unchanged by construction, and `bills.finish` adds the days that
+    pass in closed form."""
+    a = AsOf(as_of)
+    seen = None if meta is None else meta.get("bills_files")
+    if rebuild is None and seen is None:
+        rebuild = "no bills state"
+    if rebuild is None and any(files_now.get(rel) != old for rel, old in seen.items()):
+        rebuild = "a bills file changed or was removed"
+    if rebuild is not None:
+        _create(con, "bills_partials", bills.partials(inp.bills, a))
+        _create(con, "bills_events", bills.events(inp.bills).order_by("day"))
+        con.raw_sql(f"DELETE FROM bills_events WHERE day <= DATE '{as_of}'")
+        return f"built: {rebuild}"
+    assert meta is not None and seen is not None
+    start = dt.date.fromisoformat(meta["as_of"])
+    new_files = [Path(lake_dir) / "bills" / rel for rel in sorted(files_now) if rel not in seen]
+    if start == as_of and not new_files:
+        return "current"
+    con.raw_sql(f"CREATE OR REPLACE TEMP TABLE _bills_dirty AS SELECT DISTINCT party_id FROM bills_events "
+                f"WHERE day > DATE '{start}' AND day <= DATE '{as_of}'")
+    if new_files:
+        new = con.read_parquet([str(f) for f in new_files], hive_partitioning=False).select(
+            *inp.bills.columns)
+        con.raw_sql(f"INSERT INTO _bills_dirty SELECT DISTINCT party_id FROM ({con.compile(new)})")
+        _insert(con, "bills_events", bills.events(new))
+    dirty = con.table("_bills_dirty")
+    fresh = bills.partials(inp.bills.semi_join(dirty, "party_id"), a)
+    con.raw_sql("DELETE FROM bills_partials WHERE party_id IN (SELECT party_id FROM _bills_dirty)")
+    _insert(con, "bills_partials", fresh)
+    con.raw_sql(f"DELETE FROM bills_events WHERE day <= DATE '{as_of}'")
+    n = con.con.execute("SELECT count(DISTINCT party_id) FROM _bills_dirty").fetchone()  # noqa: SLF001
+    return f"{n[0] if n else 0} parties recomputed"
+
+
+def state_families(con: ibis.BaseBackend, as_of: dt.date) -> dict[str, ir.Table]:
+    """The families the state keeps up to date itself, for `execute_portrait(precomputed=...)`."""
+    return {bills.__name__: bills.finish(con.table("bills_partials"), AsOf(as_of))}
+
+
 def state_aggregates(con: ibis.BaseBackend) -> PaymentAggregates:
     return PaymentAggregates(windows=con.table("party_windows"), pairs=con.table("pair_state"),
                              payees=con.table("payee_aggregates"), payers=con.table("payer_aggregates"))
+
+
+def portrait_from_state(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date) -> pa.Table:
+    """The portrait of `as_of` from a state brought to `as_of` by `update_state`."""
+    return execute_portrait(inp, as_of, agg=state_aggregates(con), precomputed=state_families(con, as_of))
 
 
 def latest_portrait(lake_dir: Path, as_of: dt.date) -> tuple[pa.Table, StateUpdate]:
@@ -386,7 +455,7 @@ def latest_portrait(lake_dir: Path, as_of: dt.date) -> tuple[pa.Table, StateUpda
     columns and values as `execute_portrait` on the full path."""
     con, inp, update = update_state(lake_dir, as_of)
     try:
-        table = execute_portrait(inp, as_of, agg=state_aggregates(con))
+        table = portrait_from_state(con, inp, as_of)
     finally:
         con.disconnect()
     return table, update
