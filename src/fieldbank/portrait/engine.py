@@ -128,7 +128,9 @@ def duckdb_sql(con: ibis.BaseBackend, expr: ir.Table) -> str:
 
 def duckdb_arrow(con: ibis.BaseBackend, expr: ir.Table) -> pa.Table:
     """`expr.to_pyarrow()` on DuckDB without Ibis' per-column result conversion (the callers
-    cast to their own schema)."""
+    cast to their own schema). Other engines: `expr.to_pyarrow()`."""
+    if engine_of(con) != "duckdb":
+        return expr.to_pyarrow()
     return con.con.sql(duckdb_sql(con, expr)).to_arrow_table()  # noqa: SLF001
 
 
