@@ -38,6 +38,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ from fieldbank.portrait.windows import (
     window_sums,
 )
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 MAX_ADVANCE_DAYS = 31  # further than this from the state's date: rebuild (cheaper than 31+ advances)
 STATE_DIR = "_portrait_state"
 
@@ -129,8 +130,9 @@ def _stale_reason(meta: dict | None, files_now: dict[str, dict], as_of: dt.date,
     if meta["fingerprint"] != definitions_fingerprint():
         return "feature definitions changed"
     state_as_of = dt.date.fromisoformat(meta["as_of"])
-    if lake_dir is not None and not (state_path(lake_dir).parent / meta.get("windows_file", "-")).exists():
-        return "window totals file missing"
+    if lake_dir is not None and not all((state_path(lake_dir).parent / meta.get(k, "-")).exists()
+                                        for k in ("windows_file", "days_dir")):
+        return "window totals or day measures missing"
     if as_of < state_as_of:
         return f"state is at {state_as_of}, later than {as_of}"
     if (as_of - state_as_of).days > MAX_ADVANCE_DAYS:
@@ -146,10 +148,10 @@ def _stale_reason(meta: dict | None, files_now: dict[str, dict], as_of: dt.date,
     return None
 
 
-def _write_meta(con: ibis.BaseBackend, as_of: dt.date, files: dict[str, dict], windows_file: str,
+def _write_meta(con: ibis.BaseBackend, as_of: dt.date, files: dict[str, dict], windows_file: str, days_dir: str,
                 bills_files: dict[str, list[int]]) -> None:
     doc = json.dumps({"as_of": as_of.isoformat(), "fingerprint": definitions_fingerprint(), "files": files,
-                      "windows_file": windows_file, "bills_files": bills_files})
+                      "windows_file": windows_file, "days_dir": days_dir, "bills_files": bills_files})
     con.con.execute("CREATE OR REPLACE TABLE meta AS SELECT ?::VARCHAR AS doc", [doc])  # noqa: SLF001
 
 
@@ -193,32 +195,45 @@ class _Windows:
         return pa.table({"party_id": self.parties, **{w.name: self.cols[w.name] for w in ALL_WINDOWS}})
 
 
+def _day_schema() -> pa.Schema:
+    """A day file of the day measures: party_id + one int64 per measure."""
+    return pa.schema([pa.field("party_id", pa.string()), *(pa.field(m, pa.int64()) for m in _measures_used())])
+
+
 def _windows_file(lake_dir: Path, as_of: dt.date) -> Path:
     return state_path(lake_dir).parent / f"windows-{as_of.isoformat()}-{uuid.uuid4().hex[:8]}.arrow"
 
 
-def _write_windows(path: Path, table: pa.Table) -> None:
+def _write_arrow(path: Path, table: pa.Table) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     os.replace(tmp, path)
 
 
-def _read_windows(path: Path) -> pa.Table:
+def _read_arrow(path: Path) -> pa.Table:
     with pa.memory_map(str(path)) as source:
         return pa.ipc.open_file(source).read_all()
 
 
-def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date) -> _Windows:
-    """The state as of `as_of`, from the rollups (the full path's definitions); the windows
-    are returned (the caller writes them)."""
+def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -> _Windows:
+    """The state as of `as_of`, from the rollups (the full path's definitions); the day
+    measures go to `days_dir`, the windows are returned (the caller writes them)."""
     a = AsOf(as_of)
     windows = _Windows.from_table(con.con.sql(con.compile(window_sums(inp.party_day, a, ALL_WINDOWS)))  # noqa: SLF001
                                   .to_arrow_table())
     con.raw_sql("DROP TABLE IF EXISTS party_windows")  # state version 2 kept them in the database
+    con.raw_sql("DROP TABLE IF EXISTS day_measures")  # state version 2 kept them in the database
     r = inp.party_day
     r = r.filter(r.day < a.date, r.day >= a.start_date(MAX_WINDOW_DAYS))
-    _create(con, "day_measures", day_measures(r, _measures_used()).order_by("day", "party_id"))
+    t = con.con.sql(con.compile(day_measures(r, _measures_used()).order_by("day", "party_id"))).to_arrow_table()  # noqa: SLF001
+    day_num = t["day"].cast(pa.int32()).to_numpy()
+    t = t.drop_columns(["day"])
+    for k in range(MAX_WINDOW_DAYS, 0, -1):  # one file per day, empty files for days without payments
+        day = as_of - dt.timedelta(days=k)
+        n = (day - EPOCH_DAY).days
+        lo, hi = np.searchsorted(day_num, n, "left"), np.searchsorted(day_num, n, "right")
+        _write_arrow(days_dir / f"{day}.arrow", t.slice(lo, hi - lo).cast(_day_schema()))
     _create(con, "pair_state", pair_state(inp.pair_day, a))
     pairs = con.table("pair_state")
     _create(con, "payee_aggregates", payee_aggregates(pairs, a))
@@ -226,38 +241,42 @@ def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date) -> _Windows:
     return windows
 
 
-def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, windows: _Windows) -> None:
+def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, windows: _Windows,
+                     days_dir: Path) -> None:
     """The state from as_of new_as_of - 1 to new_as_of (the new day is new_as_of - 1)."""
     new_day = new_as_of - dt.timedelta(days=1)
     r = rollups.read_rollup_days(con, lake_dir, "party_day", [new_day])
-    _insert(con, "day_measures", day_measures(r, _measures_used()))
+    t = con.con.sql(con.compile(day_measures(r, _measures_used()))).to_arrow_table()  # noqa: SLF001
+    _write_arrow(days_dir / f"{new_day}.arrow", t.drop_columns(["day"]).cast(_day_schema()))
 
     def back(days: int) -> dt.date:  # the day `days` days before the new day
         return new_day - dt.timedelta(days=days)
 
-    # The boundary days' measures: one equality scan per day, so DuckDB's zone maps skip the
-    # rest of the table (day_measures is stored in day order). Then each window's running
-    # total gains its entering day and loses its leaving day, in numpy (a party has one row
-    # per day, so fancy-indexed += never sees a party twice).
+    # The boundary days' measures (one memory-mapped file per day), then each window's
+    # running total gains its entering day and loses its leaving day, in numpy (a party has
+    # one row per day, so fancy-indexed += never sees a party twice).
     boundary = sorted({back(w.to_days_ago) for w in ALL_WINDOWS} | {back(w.from_days_ago) for w in ALL_WINDOWS})
-    cols = ", ".join(f'"{m}"' for m in _measures_used())
-    b = con.con.sql(" UNION ALL ".join(  # noqa: SLF001
-        f"SELECT party_id, day, {cols} FROM day_measures WHERE day = DATE '{d}'" for d in boundary)).to_arrow_table()
+    parts = []
+    for d in boundary:
+        path = days_dir / f"{d}.arrow"
+        assert path.exists(), f"{path} missing: delete {days_dir.parent} to rebuild the state"
+        parts.append(_read_arrow(path))
+    b = pa.concat_tables(parts)
     idx = windows.index_of(b["party_id"])
-    day_num = b["day"].cast(pa.int32()).to_numpy()
     measures = {m: b[m].cast(pa.int64()).to_numpy(zero_copy_only=False) for m in _measures_used()}
     rows = {}
-    for d in boundary:
-        mask = day_num == (d - EPOCH_DAY).days
-        rows[d] = (idx[mask], {m: v[mask] for m, v in measures.items()})
+    lo = 0
+    for d, part in zip(boundary, parts, strict=True):
+        sl = slice(lo, lo + part.num_rows)
+        rows[d] = (idx[sl], {m: v[sl] for m, v in measures.items()})
+        lo += part.num_rows
     for w in ALL_WINDOWS:
         col = windows.cols[w.name]
         i, m = rows[back(w.to_days_ago)]
         col[i] += m[w.measure]
         i, m = rows[back(w.from_days_ago)]
         col[i] -= m[w.measure]
-    # Days that can no longer leave a window are not needed any more.
-    con.raw_sql(f"DELETE FROM day_measures WHERE day < DATE '{new_as_of - dt.timedelta(days=MAX_WINDOW_DAYS)}'")
+    # Days that can no longer leave a window are deleted after the commit (update_state).
     _advance_pairs(con, lake_dir, new_as_of)
 
 
@@ -348,37 +367,48 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
     meta = _read_meta(con)
     reason = _stale_reason(meta, files_now, as_of, lake_dir)
     windows_file = None if meta is None else meta.get("windows_file")
+    state_dir = state_path(lake_dir).parent
     con.raw_sql("BEGIN TRANSACTION")
     try:
         if reason is not None:
-            windows: _Windows | None = _build(con, inp, as_of)
+            days_dir = state_dir / f"days-{uuid.uuid4().hex[:8]}"
+            days_dir.mkdir()
+            windows: _Windows | None = _build(con, inp, as_of, days_dir)
             update = StateUpdate("built", reason, None, as_of, 0)
         else:
             assert meta is not None and windows_file is not None
+            days_dir = state_dir / meta["days_dir"]
             start = dt.date.fromisoformat(meta["as_of"])
             days = (as_of - start).days
-            windows = _Windows.from_table(_read_windows(state_path(lake_dir).parent / windows_file)) if days else None
+            windows = _Windows.from_table(_read_arrow(state_dir / windows_file)) if days else None
             for k in range(1, days + 1):
                 assert windows is not None
-                _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows)
+                _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows, days_dir)
             update = StateUpdate("advanced" if days else "current", "new days" if days else "", start, as_of, days)
         bills_files = _bills_files(lake_dir)
         update = dataclasses.replace(update, bills=_update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files))
         if windows is not None:  # a new file, named in the meta of the same transaction
             path = _windows_file(lake_dir, as_of)
-            _write_windows(path, windows.table())
+            _write_arrow(path, windows.table())
             windows_file = path.name
         assert windows_file is not None
-        _write_meta(con, as_of, files_now, windows_file, bills_files)
+        _write_meta(con, as_of, files_now, windows_file, days_dir.name, bills_files)
         con.raw_sql("COMMIT")
     except BaseException:
         con.raw_sql("ROLLBACK")
         raise
-    for old in state_path(lake_dir).parent.glob("windows-*.arrow"):  # only the committed one is kept
+    for old in state_dir.glob("windows-*.arrow"):  # only the committed files are kept
         if old.name != windows_file:
             old.unlink(missing_ok=True)
+    for old_dir in state_dir.glob("days-*"):
+        if old_dir.name != days_dir.name:
+            shutil.rmtree(old_dir, ignore_errors=True)
+    oldest = as_of - dt.timedelta(days=MAX_WINDOW_DAYS)  # days that can no longer leave a window
+    for path in days_dir.glob("*.arrow"):
+        if dt.date.fromisoformat(path.stem) < oldest:
+            path.unlink()
     # The portrait reads the window totals from the file (memory-mapped, no copy).
-    con.con.register("party_windows", _read_windows(state_path(lake_dir).parent / windows_file))  # noqa: SLF001
+    con.con.register("party_windows", _read_arrow(state_dir / windows_file))  # noqa: SLF001
     return con, inp, update
 
 
