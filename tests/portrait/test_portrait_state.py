@@ -201,3 +201,18 @@ def test_edits_after_the_fact_equal_a_full_recompute(tmp_path: Path, tables: dic
         got, update = latest_portrait(lake, day)
         assert update.bills.endswith("parties recomputed")
         assert_same_portrait(got, _full(lake, day), rel=1e-9)
+
+
+def test_bills_arriving_in_a_lake_without_bills(tmp_path: Path, tables: dict[str, pa.Table]) -> None:
+    """No bills table at first (empty partials), then the first bills file: its parties are
+    recomputed, and the days after it advance as usual."""
+    lake, later = _lake(tmp_path, {k: v for k, v in tables.items() if k != "bills"})
+    got, update = latest_portrait(lake, FIRST_AS_OF)
+    assert update.action == "built"
+    assert_same_portrait(got, _full(lake, FIRST_AS_OF), rel=1e-9)
+    write_lake_table(lake, "bills", tables["bills"].slice(0, 300), file_tag="first")
+    day = FIRST_AS_OF + dt.timedelta(days=1)
+    got, update = latest_portrait(lake, day)
+    assert update.action == "advanced" and update.bills.endswith("parties recomputed")
+    assert update.bills != "0 parties recomputed"
+    assert_same_portrait(got, _full(lake, day), rel=1e-9)

@@ -63,7 +63,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fieldbank.portrait import rollups
-from fieldbank.portrait.engine import configure_duckdb, date_literal, parquet_files
+from fieldbank.portrait.engine import configure_duckdb, date_literal, duckdb_sql, parquet_files
 from fieldbank.portrait.families import bills
 from fieldbank.portrait.inputs import AsOf, Inputs, load_inputs
 from fieldbank.portrait.pipeline import ALL_WINDOWS, execute_portrait
@@ -171,12 +171,12 @@ def _write_meta(con: ibis.BaseBackend, as_of: dt.date, files: dict[str, dict], w
 # Raw SQL for writes: Ibis' create_table(overwrite=True) emits SQL this DuckDB rejects, and the
 # state tables must be persistent (not temp) and written inside the caller's transaction.
 def _create(con: ibis.BaseBackend, name: str, expr: ir.Table) -> None:
-    con.raw_sql(f'CREATE OR REPLACE TABLE "{name}" AS {con.compile(expr)}')
+    con.raw_sql(f'CREATE OR REPLACE TABLE "{name}" AS {duckdb_sql(con, expr)}')
 
 
 def _insert(con: ibis.BaseBackend, name: str, expr: ir.Table) -> None:
     cols = ", ".join(f'"{c}"' for c in expr.columns)
-    con.raw_sql(f'INSERT INTO "{name}" ({cols}) {con.compile(expr)}')
+    con.raw_sql(f'INSERT INTO "{name}" ({cols}) {duckdb_sql(con, expr)}')
 
 
 EPOCH_DAY = dt.date(1970, 1, 1)
@@ -233,13 +233,13 @@ def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -
     """The state as of `as_of`, from the rollups (the full path's definitions); the day
     measures go to `days_dir`, the windows are returned (the caller writes them)."""
     a = AsOf(as_of)
-    windows = _Windows.from_table(con.con.sql(con.compile(window_sums(inp.party_day, a, ALL_WINDOWS)))  # noqa: SLF001
+    windows = _Windows.from_table(con.con.sql(duckdb_sql(con, window_sums(inp.party_day, a, ALL_WINDOWS)))  # noqa: SLF001
                                   .to_arrow_table())
     con.raw_sql("DROP TABLE IF EXISTS party_windows")  # state version 2 kept them in the database
     con.raw_sql("DROP TABLE IF EXISTS day_measures")  # state version 2 kept them in the database
     r = inp.party_day
     r = r.filter(r.day < a.date, r.day >= a.start_date(MAX_WINDOW_DAYS))
-    t = con.con.sql(con.compile(day_measures(r, _measures_used()).order_by("day", "party_id"))).to_arrow_table()  # noqa: SLF001
+    t = con.con.sql(duckdb_sql(con, day_measures(r, _measures_used()).order_by("day", "party_id"))).to_arrow_table()  # noqa: SLF001
     day_num = t["day"].cast(pa.int32()).to_numpy()
     t = t.drop_columns(["day"])
     for k in range(MAX_WINDOW_DAYS, 0, -1):  # one file per day, empty files for days without payments
@@ -259,7 +259,7 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, 
     """The state from as_of new_as_of - 1 to new_as_of (the new day is new_as_of - 1)."""
     new_day = new_as_of - dt.timedelta(days=1)
     r = rollups.read_rollup_days(con, lake_dir, "party_day", [new_day])
-    t = con.con.sql(con.compile(day_measures(r, _measures_used()))).to_arrow_table()  # noqa: SLF001
+    t = con.con.sql(duckdb_sql(con, day_measures(r, _measures_used()))).to_arrow_table()  # noqa: SLF001
     _write_arrow(days_dir / f"{new_day}.arrow", t.drop_columns(["day"]).cast(_day_schema()))
 
     def back(days: int) -> dt.date:  # the day `days` days before the new day
@@ -308,7 +308,7 @@ def _advance_pairs(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date) ->
         d_amount=(sign * changes.amount_minor).sum().cast("int64"),
         entered=entered.any(),
     )
-    con.raw_sql(f"CREATE OR REPLACE TEMP TABLE _ch AS {con.compile(ch)}")
+    con.raw_sql(f"CREATE OR REPLACE TEMP TABLE _ch AS {duckdb_sql(con, ch)}")
     # A pair counts in the 90-day window of as_of X iff last_day >= X - 90.
     was_90 = f"DATE '{new_as_of - dt.timedelta(days=91)}'"
     now_90 = f"DATE '{new_as_of - dt.timedelta(days=90)}'"
@@ -467,7 +467,7 @@ def _update_bills(con: ibis.BaseBackend, inp: Inputs, lake_dir: Path, meta: dict
     if new_files:
         new = con.read_parquet([str(f) for f in new_files], hive_partitioning=False).select(
             *inp.bills.columns)
-        con.raw_sql(f"INSERT INTO _bills_dirty SELECT DISTINCT party_id FROM ({con.compile(new)})")
+        con.raw_sql(f"INSERT INTO _bills_dirty SELECT DISTINCT party_id FROM ({duckdb_sql(con, new)})")
         _insert(con, "bills_events", bills.events(new))
     dirty = con.table("_bills_dirty")
     fresh = bills.partials(inp.bills.semi_join(dirty, "party_id"), a)
