@@ -440,7 +440,7 @@ def main_lake_figures(args: argparse.Namespace, parties: int, work: Path, as_of:
         results["figures"]["business_family"] = {
             "hand_sql_s": sql_s, "fieldbank_from_raw_s": fb_s, "fieldbank_from_rollups_s": fbr_s,
             "ratio_from_raw": fb_s / sql_s, "ratio_from_rollups": fbr_s / sql_s, "goal_ratio_max": 1.3,
-            "rows": sql_out.num_rows,
+            "rows": sql_out.num_rows, "load_average": os.getloadavg(),
         }
         rows.append(("business family: fieldbank (raw) / hand SQL", f"{fb_s:.2f} s / {sql_s:.2f} s",
                      f"{fb_s / sql_s:.2f}x", "<= 1.3x"))
@@ -459,7 +459,7 @@ def main_lake_figures(args: argparse.Namespace, parties: int, work: Path, as_of:
         results["figures"]["full_portrait"] = {
             "seconds_with_rollup_build": full_s, "seconds_from_raw": raw_s, "rows": portrait.num_rows,
             "features": portrait.num_columns - 2, "rows_per_s": portrait.num_rows / full_s,
-            "payments_per_s": args.payments / full_s,
+            "payments_per_s": args.payments / full_s, "load_average": os.getloadavg(),
         }
         rows.append(("full portrait (rollups built from scratch)", f"{full_s:.2f} s",
                      f"{portrait.num_rows / full_s:,.0f} rows/s", "100M payments <= 300 s"))
@@ -516,7 +516,8 @@ def main_lake_figures(args: argparse.Namespace, parties: int, work: Path, as_of:
         inp = load_inputs(connect("duckdb"), lake)
         bf_s, _ = timed(lambda: [execute_portrait(inp, d) for d in dates])
         results["figures"]["backfill"] = {"dates": [d.isoformat() for d in dates], "seconds": bf_s,
-                                          "seconds_per_date": bf_s / max(1, len(dates))}
+                                          "seconds_per_date": bf_s / max(1, len(dates)),
+                                          "load_average": os.getloadavg()}
         rows.append((f"backfill: {len(dates)} dates on shared rollups", f"{bf_s:.2f} s",
                      f"{bf_s / max(1, len(dates)):.2f} s/date", ""))
 
@@ -564,6 +565,7 @@ def spark_figure(args: argparse.Namespace, work: Path, as_of: dt.date, results: 
     results["figures"]["spark_vs_duckdb"] = {
         "payments": args.spark_payments, "duckdb_s": duck_s, "spark_s": spark_s,
         "spark_session_start_s": start_s, "spark_over_duckdb": spark_s / duck_s,
+        "load_average": os.getloadavg(),
     }
     rows.append((f"Spark local[2] / DuckDB ({args.spark_payments:,} payments)",
                  f"{spark_s:.2f} s / {duck_s:.2f} s", f"{spark_s / duck_s:.1f}x", "reported"))
