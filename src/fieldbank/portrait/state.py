@@ -71,7 +71,6 @@ from fieldbank.portrait.windows import (
     MAX_WINDOW_DAYS,
     MEASURES,
     PaymentAggregates,
-    Window,
     day_measures,
     pair_state,
     payee_aggregates,
