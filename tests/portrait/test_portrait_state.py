@@ -6,7 +6,10 @@ late-arriving file (rebuild) and with future events in the lake (point in time).
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
+
+import numpy as np
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,6 +71,7 @@ def test_new_days_advance_the_state_and_equal_a_full_recompute(tmp_path: Path, t
         day += dt.timedelta(days=1)
         got, update = latest_portrait(lake, day)
         assert (update.action, update.days, update.from_as_of) == ("advanced", 1, day - dt.timedelta(days=1))
+        assert update.bills.endswith("parties recomputed"), update.bills  # bills due, late, paid that day
         expected = _full(lake, day)
         assert got.num_rows == expected.num_rows > 100
         assert_same_portrait(got, expected, rel=1e-9)
@@ -129,3 +133,86 @@ def test_stale_reasons() -> None:
     new_ok = {**files, "b.parquet": {"size": 1, "mtime_ns": 1, "first_day": "2025-02-01", "last_day": "2025-02-01"}}
     assert _stale_reason(meta, new_ok, d) is None
     assert "definitions" in _stale_reason({**meta, "fingerprint": "x"}, files, d)
+
+
+def _rewrite(lake: Path, name: str, table: pa.Table, tag: str) -> None:
+    """Replace a lake table's files (what a snapshot publish or a correction does)."""
+    shutil.rmtree(lake / name)
+    write_lake_table(lake, name, table, file_tag=tag)
+
+
+def _set(table: pa.Table, column: str, rows: list[int], value: pa.Scalar) -> pa.Table:
+    col = table[column].combine_chunks()
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[rows] = True
+    return table.set_column(table.schema.get_field_index(column), column,
+                            pc.if_else(pa.array(mask), pa.scalar(value.as_py(), col.type), col))
+
+
+def test_edits_after_the_fact_equal_a_full_recompute(tmp_path: Path, tables: dict[str, pa.Table]) -> None:
+    """Invoices, bills and loans change after the fact: a bill or an invoice is paid late, a
+    loan defaults, a bill arrives late. The state's bills partials are recomputed for the
+    parties concerned (a new file) or rebuilt (a changed file); invoices and loans are read as
+    of D. Every time the portrait equals a full recompute."""
+    lake, later = _lake(tmp_path, tables)
+    day = FIRST_AS_OF
+    latest_portrait(lake, day)
+    bills_t, invoices, loans = tables["bills"], tables["invoices"], tables["loans"]
+    d_ts = _ts(day)
+
+    # Bills unpaid as of D (never paid, or paid later) are paid yesterday, late; another
+    # bill's amount is corrected: the bills file changes -> the bills partials are rebuilt.
+    unpaid = np.flatnonzero(pc.and_(pc.less(bills_t["due_at"], d_ts),
+                                    pc.or_(pc.is_null(bills_t["paid_at"]),
+                                           pc.greater_equal(bills_t["paid_at"], d_ts)).fill_null(True)).to_numpy(
+        zero_copy_only=False))
+    assert len(unpaid) > 5
+    bills_t = _set(bills_t, "paid_at", list(unpaid[:5]), _ts(day - dt.timedelta(days=1)))
+    bills_t = _set(bills_t, "amount_minor", [0], pa.scalar(123_456, pa.int64()))
+    _rewrite(lake, "bills", bills_t, "edit1")
+    # An invoice unpaid as of D is paid late (yesterday); an open loan defaults (yesterday).
+    inv_unpaid = np.flatnonzero(pc.and_(pc.less(invoices["due_at"], d_ts),
+                                        pc.is_null(invoices["paid_at"])).to_numpy(zero_copy_only=False))
+    invoices = _set(invoices, "paid_at", list(inv_unpaid[:3]), _ts(day - dt.timedelta(days=1)))
+    _rewrite(lake, "invoices", invoices, "edit1")
+    open_loans = np.flatnonzero(pc.and_(pc.less(loans["opened_at"], d_ts),
+                                        pc.is_null(loans["defaulted_at"])).to_numpy(zero_copy_only=False))
+    loans = _set(loans, "defaulted_at", list(open_loans[:3]), _ts(day - dt.timedelta(days=1)))
+    _rewrite(lake, "loans", loans, "edit1")
+    write_lake_table(lake, "payments", _between(later, day, day + dt.timedelta(days=1)), file_tag="d1")
+    day += dt.timedelta(days=1)
+    got, update = latest_portrait(lake, day)
+    assert update.action == "advanced" and update.bills == "built: a bills file changed or was removed"
+    assert_same_portrait(got, _full(lake, day), rel=1e-9)
+
+    # Late-arriving bills in a new file (some due long ago and unpaid, some due tomorrow):
+    # only their parties are recomputed.
+    new = bills_t.slice(0, 4)
+    new = new.set_column(0, "bill_id", pc.binary_join_element_wise(new["bill_id"], "late", ""))
+    new = _set(new, "paid_at", [0, 1], pa.scalar(None, pa.timestamp("us", tz="UTC")))
+    new = _set(new, "due_at", [2, 3], _ts(day + dt.timedelta(days=1)))
+    write_lake_table(lake, "bills", new, file_tag="late")
+    got, update = latest_portrait(lake, day)
+    assert update.action == "current" and update.bills == "1 parties recomputed", update
+    assert_same_portrait(got, _full(lake, day), rel=1e-9)
+    # The next days: the late bills fall due, others become late or leave the windows.
+    for _ in range(2):
+        day += dt.timedelta(days=1)
+        got, update = latest_portrait(lake, day)
+        assert update.bills.endswith("parties recomputed")
+        assert_same_portrait(got, _full(lake, day), rel=1e-9)
+
+
+def test_bills_arriving_in_a_lake_without_bills(tmp_path: Path, tables: dict[str, pa.Table]) -> None:
+    """No bills table at first (empty partials), then the first bills file: its parties are
+    recomputed, and the days after it advance as usual."""
+    lake, later = _lake(tmp_path, {k: v for k, v in tables.items() if k != "bills"})
+    got, update = latest_portrait(lake, FIRST_AS_OF)
+    assert update.action == "built"
+    assert_same_portrait(got, _full(lake, FIRST_AS_OF), rel=1e-9)
+    write_lake_table(lake, "bills", tables["bills"].slice(0, 300), file_tag="first")
+    day = FIRST_AS_OF + dt.timedelta(days=1)
+    got, update = latest_portrait(lake, day)
+    assert update.action == "advanced" and update.bills.endswith("parties recomputed")
+    assert update.bills != "0 parties recomputed"
+    assert_same_portrait(got, _full(lake, day), rel=1e-9)

@@ -71,7 +71,8 @@ def portrait_command(
                 table, update = latest_portrait(lake_dir, day)
                 console.print(f"incremental state: {update.action}"
                               + (f" ({update.reason})" if update.action == "built" else "")
-                              + (f", {update.days} day(s) from {update.from_as_of}" if update.days else ""))
+                              + (f", {update.days} day(s) from {update.from_as_of}" if update.days else "")
+                              + (f"; bills: {update.bills}" if update.bills else ""))
             else:
                 table = execute_portrait(inp, day)
             write_portrait(settings.data_dir, day, table)

@@ -120,6 +120,20 @@ def whole_days_between(later: ir.TimestampValue, earlier: ir.TimestampValue) -> 
     return ((later.epoch_seconds() - earlier.epoch_seconds()) // 86400).cast("int64")
 
 
+def duckdb_sql(con: ibis.BaseBackend, expr: ir.Table) -> str:
+    """The DuckDB SQL of `expr`, with the in-memory tables it reads registered on `con`."""
+    con._run_pre_execute_hooks(expr)  # noqa: SLF001 - registers memtables (what to_pyarrow does first)
+    return con.compile(expr)
+
+
+def duckdb_arrow(con: ibis.BaseBackend, expr: ir.Table) -> pa.Table:
+    """`expr.to_pyarrow()` on DuckDB without Ibis' per-column result conversion (the callers
+    cast to their own schema). Other engines: `expr.to_pyarrow()`."""
+    if engine_of(con) != "duckdb":
+        return expr.to_pyarrow()
+    return con.con.sql(duckdb_sql(con, expr)).to_arrow_table()  # noqa: SLF001
+
+
 _temp_names = itertools.count()
 # Per backend: names of the per-portrait temporaries still alive (see release_temporaries).
 _live_temporaries: dict[int, list[str]] = {}
@@ -137,7 +151,10 @@ def materialize(con: ibis.BaseBackend, expr: ir.Table, keep: bool = False) -> ir
     """
     name = f"_fieldbank_{'keep' if keep else 'tmp'}_{next(_temp_names)}"
     if engine_of(con) == "duckdb":
-        table = con.create_table(name, expr, temp=True)
+        # CREATE TEMP TABLE ... AS in one statement: Ibis' create_table creates the table from the
+        # schema and then inserts, which measured 0.04-0.14 s slower per family (100k rows).
+        con.con.execute(f'CREATE TEMP TABLE "{name}" AS {duckdb_sql(con, expr)}')  # noqa: SLF001
+        table = con.table(name)
     else:
         session = con._session  # noqa: SLF001 - Ibis exposes no public handle to the session
         session.sql(con.compile(expr)).localCheckpoint(eager=True).createOrReplaceTempView(name)

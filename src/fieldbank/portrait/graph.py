@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fieldbank.portrait.engine import engine_of, materialize
+from fieldbank.portrait.engine import duckdb_arrow, engine_of, materialize
 
 DAMPING = 0.85
 # Error shrinks like DAMPING**k: 0.85**30 ~ 0.8% of the first step; a fixed count keeps
@@ -83,7 +83,7 @@ def pagerank_local(
     """`pagerank_joins` computed in memory: same inputs, output columns and arithmetic (sums
     may round in another order); the result is a temporary table on `con`."""
     assert 0 < damping < 1 and 1 <= iterations <= MAX_ITERATIONS
-    e = edges.group_by("src", "dst").aggregate(weight=edges.weight.sum().cast("float64")).to_pyarrow()
+    e = duckdb_arrow(con, edges.group_by("src", "dst").aggregate(weight=edges.weight.sum().cast("float64")))
     ids = pc.unique(pa.chunked_array(e["src"].chunks + e["dst"].chunks, type=pa.string()))
     n = len(ids)
     if n == 0:

@@ -69,7 +69,7 @@ def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True)
         pair_day = rollups.read_rollup(con, lake_dir, "pair_day")
     else:
         payments = read_lake_table(con, lake_dir, "payments")
-        party_day = rollups.party_day(payments)
+        party_day = rollups.party_day_rows(payments)  # the same sums, without grouping first
         pair_day = rollups.pair_day(payments)
     return Inputs(
         con=con,

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fieldbank.portrait.catalog import Feature, catalog
-from fieldbank.portrait.engine import materialize, release_temporaries
+from fieldbank.portrait.engine import duckdb_arrow, engine_of, materialize, release_temporaries
 from fieldbank.portrait.families import COMPUTED_FAMILIES, PAYMENT_FAMILIES, party, supply_chain, thin_file
 from fieldbank.portrait.inputs import AsOf, Inputs
 from fieldbank.portrait.windows import PaymentAggregates, pair_state, window_sums
@@ -42,21 +42,20 @@ def payment_aggregates(inp: Inputs, a: AsOf) -> PaymentAggregates:
     )
 
 
-def build_portrait(
-    inp: Inputs, as_of: dt.date, agg: PaymentAggregates | None = None, ranks: ir.Table | None = None
-) -> ir.Table:
-    """The portrait of `as_of` as an Ibis expression. Each family's result is materialized
-    first (see engine.materialize); the final join of the families is left to the caller.
-
-    `agg` (payment aggregates) and `ranks` (PageRank of the invoice graph) are computed here
-    unless given: the incremental path (state.py) passes its running totals and warm-started
-    ranks, so both paths share every feature formula."""
+def family_tables(
+    inp: Inputs, as_of: dt.date, agg: PaymentAggregates | None = None, ranks: ir.Table | None = None,
+    precomputed: dict[str, ir.Table] | None = None,
+) -> list[ir.Table]:
+    """The party family (the row set) then every computed family, as Ibis expressions keyed
+    by party_id. `precomputed` (family module name -> table) replaces a family's compute: the
+    incremental path passes the families it keeps up to date itself (state.py)."""
     a = AsOf(as_of)
-    feats: dict[str, Feature] = {f.name: f for f in catalog()}
     agg = agg if agg is not None else payment_aggregates(inp, a)
-    t = party.compute(inp, a)
+    out = [party.compute(inp, a)]
     for family in COMPUTED_FAMILIES:
-        if family in PAYMENT_FAMILIES:
+        if precomputed and family.__name__ in precomputed:
+            fam = precomputed[family.__name__]
+        elif family in PAYMENT_FAMILIES:
             fam = family.compute(inp, a, agg)
         elif family is supply_chain:
             fam = supply_chain.compute(inp, a, ranks)
@@ -65,8 +64,14 @@ def build_portrait(
         expected = {f.name for f in family.FEATURES}
         got = set(fam.columns) - {"party_id"}
         assert got == expected, f"{family.__name__}: columns {sorted(got ^ expected)} differ from the catalog"
-        t = t.left_join(materialize(inp.con, fam), "party_id").drop("party_id_right")
-    # One projection (fill, cast, derive) keeps the final query small to compile.
+        out.append(fam)
+    return out
+
+
+def finish_portrait(t: ir.Table, as_of: dt.date) -> ir.Table:
+    """The families' columns joined on party_id -> the portrait: one projection (fill, cast,
+    derive the thin-file flags), which keeps the final query small to compile."""
+    feats: dict[str, Feature] = {f.name: f for f in catalog()}
     cols: dict[str, ir.Value] = {}
     for name, f in feats.items():
         if f.family == "thin_file":
@@ -79,19 +84,64 @@ def build_portrait(
     )
 
 
+def build_portrait(
+    inp: Inputs, as_of: dt.date, agg: PaymentAggregates | None = None, ranks: ir.Table | None = None,
+    precomputed: dict[str, ir.Table] | None = None,
+) -> ir.Table:
+    """The portrait of `as_of` as an Ibis expression. Each family's result is materialized
+    first (see engine.materialize); the final join of the families is left to the caller.
+
+    `agg` (payment aggregates) and `ranks` (PageRank of the invoice graph) are computed here
+    unless given: the incremental path (state.py) passes its running totals, so both paths
+    share every feature formula."""
+    fams = family_tables(inp, as_of, agg, ranks, precomputed)
+    t = fams[0]
+    for fam in fams[1:]:
+        t = t.left_join(materialize(inp.con, fam), "party_id").drop("party_id_right")
+    return finish_portrait(t, as_of)
+
+
+def _aligned_families(inp: Inputs, fams: list[ir.Table]) -> pa.Table:
+    """DuckDB: the families' tables side by side in Arrow, rows of the first (the parties,
+    sorted by party_id), the others' rows looked up by party_id (null where a family has no
+    row): what the chain of left joins computes, without hashing a growing payload of
+    columns 6 times (0.45 s of the 5M-payment portrait's final query)."""
+    con = inp.con
+    base = duckdb_arrow(con, fams[0].order_by("party_id"))
+    keys = base["party_id"]
+    columns = dict(zip(base.column_names, base.columns, strict=True))
+    for fam in fams[1:]:
+        t = duckdb_arrow(con, fam)
+        ids = t["party_id"]
+        assert pc.count_distinct(ids).as_py() == t.num_rows, f"duplicate party rows in {t.column_names[1:3]}"
+        idx = pc.index_in(keys, value_set=ids.combine_chunks())
+        for name in t.column_names:
+            if name != "party_id":
+                columns[name] = t[name].take(idx)
+    return pa.table(columns)
+
+
 def execute_portrait(
-    inp: Inputs, as_of: dt.date, agg: PaymentAggregates | None = None, ranks: ir.Table | None = None
+    inp: Inputs, as_of: dt.date, agg: PaymentAggregates | None = None, ranks: ir.Table | None = None,
+    precomputed: dict[str, ir.Table] | None = None,
 ) -> pa.Table:
     """Run the portrait on the inputs' engine; rows sorted by party_id, columns as the catalog."""
     try:
-        table = build_portrait(inp, as_of, agg, ranks).to_pyarrow()
+        if engine_of(inp.con) == "duckdb":
+            joined = _aligned_families(inp, family_tables(inp, as_of, agg, ranks, precomputed))
+            table = duckdb_arrow(inp.con, finish_portrait(ibis.memtable(joined), as_of))
+            ids = table["party_id"]
+            if table.num_rows > 1 and not pc.all(pc.less(ids[:-1], ids[1:])).as_py():
+                table = table.sort_by("party_id")  # DuckDB keeps a scan's order in a projection; a safety net
+        else:
+            table = build_portrait(inp, as_of, agg, ranks, precomputed).order_by("party_id").to_pyarrow()
     finally:
         release_temporaries(inp.con)
     schema = portrait_schema()
     table = table.select(schema.names).cast(schema)
     distinct = pc.count_distinct(table["party_id"]).as_py()
     assert distinct == table.num_rows, f"portrait {as_of}: {table.num_rows - distinct} duplicate party rows"
-    return table.sort_by("party_id")
+    return table
 
 
 def portrait_path(data_dir: Path, as_of: dt.date) -> Path:

@@ -82,6 +82,22 @@ def party_day(payments: ir.Table) -> ir.Table:
     return out.select(*PARTY_DAY_SCHEMA.names)
 
 
+def party_day_rows(payments: ir.Table) -> ir.Table:
+    """Payments as rows of `party_day` *before* the group-by: each payment twice (payee side
+    "in", payer side "out") with n_payments = 1. Every measure of windows.py is a sum or a
+    count of distinct days over party_day rows, so it is the same on this relation; reading
+    raw payments (no persisted rollups) the portrait uses it and skips materializing the
+    grouped rollup (measured: the 1M-payment window query 0.8 s -> see docs/portrait.md)."""
+    p = payments.mutate(day=payments.ts.date())
+    sides = [
+        p.select(party_id=p[party_col], day=p.day, direction=ibis.literal(direction), kind=p.kind,
+                 category=p.category, amount_minor=p.amount_minor.cast("int64"),
+                 n_payments=ibis.literal(1, type="int64"))
+        for direction, party_col in (("in", "payee_id"), ("out", "payer_id"))
+    ]
+    return sides[0].union(sides[1], distinct=False).select(*PARTY_DAY_SCHEMA.names)
+
+
 def pair_day(payments: ir.Table) -> ir.Table:
     """Purchases rolled up to payee x payer x day."""
     p = payments.filter(payments.kind == "purchase")
