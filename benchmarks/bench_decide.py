@@ -198,15 +198,15 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def database_cpu_seconds() -> float:
-    """CPU of every PostgreSQL process (0 for SQLite, which runs inside the server)."""
-    total = 0.0
+def database_cpu() -> dict[int, float]:
+    """CPU seconds of every PostgreSQL process by pid (none for SQLite, which runs inside the server)."""
+    out = {}
     for proc in psutil.process_iter(["name", "username"]):
         if proc.info["name"] == "postgres" or proc.info["username"] == "postgres":
             with contextlib.suppress(psutil.Error):
                 t = proc.cpu_times()
-                total += t.user + t.system
-    return total
+                out[proc.pid] = t.user + t.system
+    return out
 
 
 def machine_busy_seconds() -> float:
@@ -218,10 +218,17 @@ async def measured(server: subprocess.Popen, phase) -> dict:  # noqa: ANN001
     """The phase's latencies plus CPU per request of the server, the database, this load
     generator, and everything else on the machine (other jobs: a busy machine shows here)."""
     await asyncio.sleep(PAUSE_BETWEEN_PHASES_S)
-    before = (cpu_seconds(server.pid), database_cpu_seconds(), time.process_time(), machine_busy_seconds())
+    db_before = database_cpu()
+    before = (cpu_seconds(server.pid), time.process_time(), machine_busy_seconds())
     out = await phase
-    after = (cpu_seconds(server.pid), database_cpu_seconds(), time.process_time(), machine_busy_seconds())
-    server_s, db_s, generator_s, busy_s = (a - b for a, b in zip(after, before))
+    after = (cpu_seconds(server.pid), time.process_time(), machine_busy_seconds())
+    db_after = database_cpu()
+    server_s, generator_s, busy_s = (a - b for a, b in zip(after, before))
+    # Backends that started or ended during the phase: new connections, i.e. the server's pool
+    # overflowing (a backend started and gone within the phase is not seen; its CPU is in "other").
+    db_s = sum(db_after[p] - db_before.get(p, 0.0) for p in db_after)
+    out["database_processes_started"] = len(db_after.keys() - db_before.keys())
+    out["database_processes_ended"] = len(db_before.keys() - db_after.keys())
     per_request = 1000 / out["requests"]
     out["server_cpu_ms_per_request"] = round(server_s * per_request, 3)
     out["database_cpu_ms_per_request"] = round(db_s * per_request, 3)
@@ -278,6 +285,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="per phase")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--workers", default="1,2", help="`fieldbank serve --workers`, comma-separated")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     data_dir = build_economy(args.parties)
@@ -328,12 +336,12 @@ def main() -> None:
     for r in results:
         console.print(f"{r['database']} x{r['workers']}: {r['decisions_stored']} decisions stored for {r['responses_201']} created "
                       f"responses (incl. warm-up); outcomes {r['outcomes']}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
         "cpus": os.cpu_count(), "load_average_end": os.getloadavg(), "parties": args.parties, "seconds_per_phase": args.seconds, "results": results,
     }, indent=1))
-    console.print(f"wrote {RESULTS}")
+    console.print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from fieldbank.bank.db import make_engine, migrate
 from fieldbank.bank.rails import PaymentRail
 from fieldbank.bank.service import BankService
 from fieldbank.config import Settings, load_settings
-from fieldbank.decision.service import DecisionService
+from fieldbank.decision.service import REQUEST_THREADS, DecisionService
 from fieldbank.decision.store import migrate_decisions
 
 log = logging.getLogger("fieldbank.api")
@@ -35,6 +35,14 @@ def prepare_database(settings: Settings, engine: Engine | None = None) -> Engine
     return engine
 
 
+async def _limit_request_threads() -> None:
+    """FastAPI runs each sync route on anyio's thread pool (40 threads by default): bound it to
+    REQUEST_THREADS so concurrent requests never need more connections than the pool keeps."""
+    import anyio.to_thread
+
+    anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
+
+
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
                rail: PaymentRail | None = None) -> FastAPI:
     """Build the app on `settings.database_url` (migrated to head, default products present)."""
@@ -50,6 +58,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.bank = bank
     app.state.decisions = decisions
     app.router.add_event_handler("shutdown", decisions.close)
+    app.router.add_event_handler("startup", _limit_request_threads)
     install_error_handlers(app)
     app.include_router(bank_router)
     app.include_router(decision_router)
