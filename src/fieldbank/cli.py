@@ -72,7 +72,7 @@ def serve_command(
     prepare_database(settings).dispose()
     from fieldbank.web.auth import load_secret
 
-    load_secret(settings.data_dir)  # one session secret for every worker, created before they race to
+    load_secret(settings.data_dir)  # the web session secret, created here so the workers do not race to
     os.environ["FIELDBANK_DATA_DIR"] = str(Path(settings.data_dir).resolve())
     os.environ["FIELDBANK_DATABASE_URL"] = settings.database_url
     uvicorn.run("fieldbank.api.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
