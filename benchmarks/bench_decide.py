@@ -55,23 +55,14 @@ STARTUP_LIMIT_S = 120
 
 def build_economy(parties: int) -> Path:
     """Simulate, ingest, train and promote once; reused by later runs (same parameters)."""
-    from fieldbank.config import load_settings
-    from fieldbank.lake.commands import ingest_command
-    from fieldbank.risk import registry
-    from fieldbank.risk.portrait_training import train_on_portraits
-    from fieldbank.simulate.commands import simulate_command
+    from fieldbank.risk.testing import trained_economy
 
     data_dir = CACHE / f"p{parties}"
     if (data_dir / ".complete").exists():
         return data_dir
     shutil.rmtree(data_dir, ignore_errors=True)
     console.print(f"building the economy once: {parties:,} parties x 18 months, portraits, models -> {data_dir}")
-    simulate_command(parties=parties, months=18, seed=11, start="2023-01-01", pd_paths=4, data_dir=data_dir, quiet=True)
-    ingest_command(src=data_dir / "raw", data_dir=data_dir)
-    settings = load_settings(data_dir=data_dir)
-    dates = [dt.date(2023, m, 1) for m in (4, 5, 6, 7)] + [dt.date(2024, 1, 1)]
-    train_on_portraits(settings, dates, horizon_days=180, seed=3)
-    registry.promote(settings.models_dir, "portrait")
+    trained_economy(data_dir, parties=parties, promote=True)
     shutil.rmtree(data_dir / "raw")
     (data_dir / ".complete").touch()
     return data_dir

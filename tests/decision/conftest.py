@@ -4,7 +4,6 @@ and bank databases on SQLite and PostgreSQL (a schema per test; pg fails, never 
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import os
 import shutil
@@ -15,24 +14,10 @@ import pytest
 from fieldbank.bank.db import make_engine, migrate, scratch_schema_engine
 from fieldbank.bank.service import BankService
 from fieldbank.config import load_settings
+from fieldbank.risk.testing import trained_economy
 
 PG_URL = os.environ.get("FIELDBANK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ECONOMY_PARTIES = 3000
-TRAIN_DATES = [dt.date(2023, m, 1) for m in (4, 5, 6, 7)] + [dt.date(2024, 1, 1)]
-
-
-def _build_economy(data_dir: Path) -> None:
-    from fieldbank.lake.commands import ingest_command
-    from fieldbank.risk import registry
-    from fieldbank.risk.portrait_training import train_on_portraits
-    from fieldbank.simulate.commands import simulate_command
-
-    simulate_command(parties=ECONOMY_PARTIES, months=18, seed=11, start="2023-01-01", pd_paths=4,
-                     data_dir=data_dir, quiet=True)
-    ingest_command(src=data_dir / "raw", data_dir=data_dir)
-    settings = load_settings(data_dir=data_dir)
-    train_on_portraits(settings, TRAIN_DATES, horizon_days=180, seed=3)
-    registry.promote(settings.models_dir, "portrait")
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +29,7 @@ def economy(tmp_path_factory: pytest.TempPathFactory) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (data_dir / ".complete").exists():
             shutil.rmtree(data_dir, ignore_errors=True)
-            _build_economy(data_dir)
+            trained_economy(data_dir, parties=ECONOMY_PARTIES, promote=True)
             (data_dir / ".complete").touch()
     return data_dir
 

@@ -10,22 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from fieldbank.config import load_settings
+from fieldbank.risk.testing import trained_economy
 
 REPO = Path(__file__).resolve().parents[2]
-E2E_DATES = [dt.date(2023, m, 1) for m in (4, 5, 6, 7)] + [dt.date(2024, 1, 1)]
 
 
 @pytest.fixture(scope="module")
 def economy(tmp_path_factory: pytest.TempPathFactory):
-    from fieldbank.lake.commands import ingest_command
-    from fieldbank.risk.portrait_training import train_on_portraits
-    from fieldbank.simulate.commands import simulate_command
-
-    data_dir = tmp_path_factory.mktemp("backtest_economy")
-    simulate_command(parties=5000, months=18, seed=11, start="2023-01-01", pd_paths=2, data_dir=data_dir, quiet=True)
-    ingest_command(src=data_dir / "raw", data_dir=data_dir)
-    settings = load_settings(data_dir=data_dir)
-    train_on_portraits(settings, E2E_DATES, horizon_days=180, seed=3)
+    settings, _result = trained_economy(tmp_path_factory.mktemp("backtest_economy"), parties=5000, pd_paths=2)
     return settings
 
 

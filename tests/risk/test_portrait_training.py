@@ -19,6 +19,7 @@ from fieldbank.config import load_settings
 from fieldbank.portrait.pipeline import portrait_path
 from fieldbank.portrait.testing import write_lake_table
 from fieldbank.risk.dataset import build_table, labels_at, monthly_dates
+from fieldbank.risk.testing import HORIZON_DAYS, trained_economy
 
 UTC = dt.timezone.utc
 D1, D2, D3, D4 = dt.date(2023, 3, 1), dt.date(2023, 6, 1), dt.date(2024, 3, 1), dt.date(2024, 6, 1)
@@ -101,22 +102,11 @@ def test_monthly_dates() -> None:
 
 # ---------------------------------------------------------------- end to end (slow) ----
 
-HORIZON_DAYS = 180
-E2E_DATES = [dt.date(2023, m, 1) for m in (4, 5, 6, 7)] + [dt.date(2024, 1, 1)]
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory):
-    from fieldbank.lake.commands import ingest_command
-    from fieldbank.risk.portrait_training import train_on_portraits
-    from fieldbank.simulate.commands import simulate_command
-
-    data_dir = tmp_path_factory.mktemp("risk_economy")
-    simulate_command(parties=8000, months=18, seed=11, start="2023-01-01", pd_paths=4, data_dir=data_dir, quiet=True)
-    ingest_command(src=data_dir / "raw", data_dir=data_dir)
-    settings = load_settings(data_dir=data_dir)
-    result = train_on_portraits(settings, E2E_DATES, horizon_days=HORIZON_DAYS, seed=3)
-    return settings, result
+    return trained_economy(tmp_path_factory.mktemp("risk_economy"), parties=8000)
 
 
 @pytest.mark.slow

@@ -129,20 +129,20 @@ class Phone:
             self.context.close()
 
 
-@pytest.fixture
-def phone(browser, site: Site) -> Iterator[Phone]:  # noqa: ANN001
+def _opened_phone(browser, site: Site) -> Iterator[Phone]:  # noqa: ANN001
     p = Phone(browser, site)
     try:
         yield p
     finally:
         p.close()
+
+
+@pytest.fixture
+def phone(browser, site: Site) -> Iterator[Phone]:  # noqa: ANN001
+    yield from _opened_phone(browser, site)
 
 
 @pytest.fixture
 def ops_phone(browser, site: Site) -> Iterator[Phone]:  # noqa: ANN001
     """A second browser context beside `phone`, for the bank's staff in the same test."""
-    p = Phone(browser, site)
-    try:
-        yield p
-    finally:
-        p.close()
+    yield from _opened_phone(browser, site)

@@ -83,3 +83,24 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     command.downgrade(alembic_config(engine), revision)
+
+
+def run_migrations_env(target_metadata, version_table: str = "alembic_version") -> None:  # noqa: ANN001
+    """The body of each migration chain's env.py (the bank's and the decision log's): run online
+    against the engine `migrate` passed in the config attributes, or, from the alembic CLI,
+    against `sqlalchemy.url` / FIELDBANK_DATABASE_URL / settings."""
+    from alembic import context
+
+    if context.is_offline_mode():
+        raise SystemExit("offline SQL generation is not supported: run against a database")
+    engine = context.config.attributes.get("engine")
+    if engine is None:
+        from fieldbank.config import load_settings
+
+        engine = make_engine(context.config.get_main_option("sqlalchemy.url") or load_settings().database_url)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          version_table=version_table)
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
