@@ -26,7 +26,8 @@ class ApiKeyError(Exception):
         self.given = given
 
 
-def require_api_key(request: Request, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None) -> None:
+async def require_api_key(request: Request, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None) -> None:
+    # async: FastAPI runs a plain `def` dependency on a worker thread, a hand-off per request
     keys: list[str] = request.app.state.settings.api_keys
     if not keys:
         return
@@ -51,10 +52,10 @@ def _server_timing(response: Response, steps: dict[str, float]) -> None:
              responses={200: {"description": "a replay of the decision stored under this Idempotency-Key"},
                         409: {"description": "the Idempotency-Key was used for a different application"},
                         422: {"description": "the application breaks a rule: field, value and rule named"}})
-def apply(body: ApplicationIn, request: Request, key: IdempotencyKey) -> Response:
+async def apply(body: ApplicationIn, request: Request, key: IdempotencyKey) -> Response:
     """Decide a credit application: approve / decline / refer with limit, APR, daily rate,
     expiry and plain-language reasons. `Server-Timing` gives the per-step milliseconds."""
-    applied = _decisions(request).apply_timed(body, key)
+    applied = await _decisions(request).apply_async(body, key)
     # The decision is already a validated model: serialise it once, skip FastAPI's second pass.
     response = Response(applied.decision.model_dump_json(), status_code=200 if applied.decision.replayed else 201,
                         media_type="application/json")

@@ -15,7 +15,7 @@ from importlib import resources
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -42,10 +42,10 @@ def make_engine(database_url: str, *, schema: str | None = None, pool_size: int 
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
-    return create_engine(
-        database_url, connect_args=connect_args, pool_size=pool_size, max_overflow=10, pool_pre_ping=True
-    )
+    url = make_url(database_url)
+    if schema:  # in the URL, not connect_args, so engines derived from engine.url keep it
+        url = url.update_query_dict({"options": f"-csearch_path={schema}"})
+    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
 
 
 def scratch_schema_engine(database_url: str, prefix: str, *, pool_size: int = 20) -> tuple[Engine, Callable[[], None]]:

@@ -32,10 +32,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Engine, bindparam, create_engine, event, insert, or_, select, text
-from sqlalchemy.exc import IntegrityError
+import anyio.to_thread
+from sqlalchemy import Connection, DateTime, Engine, bindparam, create_engine, event, insert, or_, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import QueuePool
 
 from fieldbank.bank.db import SQLITE_BUSY_TIMEOUT_MS
@@ -49,10 +51,11 @@ from fieldbank.decision.policy import Policy, PolicyError, PolicyResult
 from fieldbank.decision.pricing import LimitParams, PricingParams, credit_limit_minor, price
 from fieldbank.decision.schemas import AcceptOut, ApplicationIn, DecisionOut, PolicyRef
 from fieldbank.decision.writer import GroupCommitWriter
-from fieldbank.decision.sources import Sources
+from fieldbank.decision.sources import Snapshot, Sources
 from fieldbank.decision.store import migrate_decisions
 
 log = logging.getLogger("fieldbank.decision")
+T = TypeVar("T")
 DEFAULT_PRODUCT = "line-revolving"
 STEPS = ("validation", "fraud", "portrait", "scoring", "rules", "write")
 # Requests decided at once per process (the HTTP server's worker threads): below the database
@@ -98,6 +101,29 @@ class Timer:
 
 
 @dataclass(frozen=True)
+class _Draft:
+    application: ApplicationIn
+    idempotency_key: str
+    timer: Timer
+    national_id: str | None
+    inputs: dict[str, Any]  # the application as stored (ID number hashed)
+    request_hash: str
+    now: dt.datetime
+    snap: Snapshot
+    party_id: str
+    phone: str | None
+    device: str | None
+
+
+@dataclass(frozen=True)
+class _Made:
+    decision: DecisionOut
+    record: dict[str, Any]
+    shadow: dict[str, Any] | None
+    timer: Timer
+
+
+@dataclass(frozen=True)
 class Applied:
     decision: DecisionOut
     steps_ms: dict[str, float]
@@ -111,12 +137,24 @@ UNAVAILABLE_REASON = "We could not complete every automatic check; the applicati
 
 
 def _read_engine_and_write_lock(engine: Engine) -> tuple[Engine, Any]:
-    """SQLite: the bank's engine opens every transaction with BEGIN IMMEDIATE (writers
-    serialise up front), which would make every read take the write lock too, and threads
-    waiting on SQLite's lock sleep in the busy handler (up to 100 ms a nap). So reads go
-    through a second engine with plain deferred transactions (WAL: readers never block), and
-    this process's writers queue on a lock instead of in the busy handler. PostgreSQL: one
-    engine, no lock (row-level locking and the unique key do the work)."""
+    """The engine the hot reads use, and the lock this process's writers take.
+
+    SQLite: the bank's engine opens every transaction with BEGIN IMMEDIATE (writers serialise
+    up front), which would make every read take the write lock too, and threads waiting on
+    SQLite's lock sleep in the busy handler (up to 100 ms a nap). So reads go through a second
+    engine with plain deferred transactions (WAL: readers never block), and this process's
+    writers queue on a lock instead of in the busy handler.
+
+    PostgreSQL: a second engine in autocommit without the pool's pre-ping. A read is then one
+    round trip; in a transaction it would be four (the pre-ping, BEGIN, the query, the
+    ROLLBACK when the connection goes back to the pool), and each round trip costs CPU in
+    both processes and a wait for the GIL on the way back. The rollback would also drop
+    psycopg's prepared statements, which autocommit keeps. A dropped connection is found on
+    use instead (`_reading` retries once). No lock: row-level locking and the unique key do
+    the work."""
+    if engine.dialect.name == "postgresql":
+        return create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=REQUEST_THREADS + 2,
+                             max_overflow=10), contextlib.nullcontext()
     if engine.dialect.name != "sqlite" or ":memory:" in str(engine.url):
         return engine, contextlib.nullcontext()
     reader = create_engine(engine.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -210,30 +248,71 @@ class DecisionService:
         return self.apply_timed(application, idempotency_key).decision
 
     def apply_timed(self, application: ApplicationIn, idempotency_key: str) -> Applied:
+        draft = self._draft(application, idempotency_key)
+        stored, counts, exposure_minor = self._lookup(draft)
+        if stored is not None:
+            return Applied(stored, {})
+        made = self._decide(draft, counts, exposure_minor)
+        try:
+            self.writer.write(made.record, made.shadow)
+        except IntegrityError:
+            # A concurrent request with the same key committed first: its decision is the answer.
+            stored = self._by_key(idempotency_key, draft.request_hash)
+            if stored is None:
+                raise
+            return Applied(stored, {})
+        made.timer.lap("write")
+        return Applied(made.decision, made.timer.steps)
+
+    async def apply_async(self, application: ApplicationIn, idempotency_key: str) -> Applied:
+        """`apply_timed` for the HTTP route: the decision's own steps run on the event loop,
+        the reads on a worker thread, and the request waits for its group commit without
+        holding a thread. Per decision that is two hand-offs between threads instead of six
+        (loop -> request thread -> writer -> request thread -> loop, plus the read), each a
+        wake-up and a wait for the GIL."""
+        draft = self._draft(application, idempotency_key)
+        stored, counts, exposure_minor = await anyio.to_thread.run_sync(self._lookup, draft)
+        if stored is not None:
+            return Applied(stored, {})
+        made = self._decide(draft, counts, exposure_minor)
+        try:
+            await self.writer.write_async(made.record, made.shadow)
+        except IntegrityError:
+            stored = await anyio.to_thread.run_sync(self._by_key, idempotency_key, draft.request_hash)
+            if stored is None:
+                raise
+            return Applied(stored, {})
+        made.timer.lap("write")
+        return Applied(made.decision, made.timer.steps)
+
+    def _draft(self, a: ApplicationIn, idempotency_key: str) -> _Draft:
+        """What the lookup needs: the request's hash, the party, phone and device."""
         timer = Timer()
         if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
             raise DomainError("Idempotency-Key", idempotency_key, f"required, 1..{MAX_KEY_LENGTH} characters")
-        a = application
         national_id = a.applicant.national_id if a.applicant else a.national_id
         inputs = a.model_dump(mode="json")
         for holder in (inputs, inputs.get("applicant") or {}):
             if holder.get("national_id"):
                 holder["national_id"] = "sha256:" + hash_id(holder["national_id"])
         request_hash = _canonical_hash({"operation": "apply", **inputs})
-        now = self.clock()
-        today = now.date()
         self.sources.maybe_refresh()
         snap = self.sources.current()
-        service_rules: list[dict[str, Any]] = []
-        # One round trip before anything else: the key's stored decision (a replay answers
-        # with it, whatever else has changed since), and the velocity and exposure counts.
         known = snap.parties.get(a.party_id) if snap.parties is not None and a.party_id else None
-        party_id = a.party_id or (applicant_party_id(national_id) if national_id else "")
-        phone = a.phone_hash.lower() if a.phone_hash else (known or {}).get("phone_hash")
-        device = a.device_hash.lower() if a.device_hash else (known or {}).get("device_hash")
-        stored, counts, exposure_minor = self._lookup(idempotency_key, request_hash, party_id, phone, device, now)
-        if stored is not None:
-            return Applied(stored, {})
+        return _Draft(
+            a, idempotency_key, timer, national_id, inputs, request_hash, self.clock(), snap,
+            party_id=a.party_id or (applicant_party_id(national_id) if national_id else ""),
+            phone=a.phone_hash.lower() if a.phone_hash else (known or {}).get("phone_hash"),
+            device=a.device_hash.lower() if a.device_hash else (known or {}).get("device_hash"))
+
+    def _decide(self, draft: _Draft, counts: dict[str, int], exposure_minor: int) -> _Made:
+        """Steps 1-5 and the record to write: CPU only, no I/O. A broken rule raises DomainError."""
+        a, idempotency_key, timer, national_id, inputs = (draft.application, draft.idempotency_key, draft.timer,
+                                                          draft.national_id, draft.inputs)
+        request_hash, now, snap = draft.request_hash, draft.now, draft.snap
+        party_id, phone, device = draft.party_id, draft.phone, draft.device
+        today = now.date()
+        service_rules: list[dict[str, Any]] = []
 
         # 1. validation + identity -----------------------------------------------------
         if a.consent is not True:
@@ -423,16 +502,7 @@ class DecisionService:
         }
         shadow_record = {"decision_id": decision_id, "model_ref": snap.models.challenger_ref,
                          "pd_12m": float(challenger_pds[row_index]), "scored_at": now} if shadow else None
-        try:
-            self.writer.write(record, shadow_record)
-        except IntegrityError:
-            # A concurrent request with the same key committed first: its decision is the answer.
-            stored = self._by_key(idempotency_key, request_hash)
-            if stored is None:
-                raise
-            return Applied(stored, {})
-        timer.lap("write")
-        return Applied(decision, timer.steps)
+        return _Made(decision, record, shadow_record, timer)
 
     @staticmethod
     def _combine(result: PolicyResult | None, service_rules: list[dict[str, Any]]) -> tuple[str, list[str]]:
@@ -447,15 +517,28 @@ class DecisionService:
         assert result is not None and policy_outcome == "approve"
         return "approve", list(result.reasons)
 
-    def _lookup(self, key: str, request_hash: str, party_id: str, phone: str | None, device: str | None,
-                now: dt.datetime) -> tuple[DecisionOut | None, dict[str, int], int]:
+    def _reading(self, read: Callable[[Connection], T]) -> T:
+        """`read` on a reader connection, tried once more if the connection turns out to be
+        dead (the PostgreSQL reader has no pre-ping): SQLAlchemy then invalidates it and every
+        older connection in the pool, so the second try gets a fresh one."""
+        for attempt in (1, 2):
+            try:
+                with self.read_engine.connect() as conn:
+                    return read(conn)
+            except DBAPIError as e:
+                if attempt == 2 or not e.connection_invalidated:
+                    raise
+                log.warning("decision service: a database connection was dropped; reading again on a new one")
+        raise AssertionError("unreachable")
+
+    def _lookup(self, draft: _Draft) -> tuple[DecisionOut | None, dict[str, int], int]:
         """The decision stored under `key` (or IdempotencyConflict), the decisions in the
         velocity window per party, phone and device, and the party's open limits with the
         bank: one round trip, each count an index range scan."""
-        since = now - dt.timedelta(hours=self.config.velocity_window_hours)
-        with self.read_engine.connect() as conn:
-            rows = {r[0]: r for r in conn.execute(LOOKUP_SQL, {"key": key, "party": party_id, "phone": phone,
-                                                               "device": device, "since": since})}
+        key, request_hash = draft.idempotency_key, draft.request_hash
+        since = draft.now - dt.timedelta(hours=self.config.velocity_window_hours)
+        params = {"key": key, "party": draft.party_id, "phone": draft.phone, "device": draft.device, "since": since}
+        rows = self._reading(lambda conn: {r[0]: r for r in conn.execute(LOOKUP_SQL, params)})
         stored = None
         if "key" in rows:
             if rows["key"][2] != request_hash:
@@ -465,8 +548,7 @@ class DecisionService:
         return stored, counts, int(rows["exposure"][1])
 
     def _by_key(self, key: str, request_hash: str) -> DecisionOut | None:
-        with self.read_engine.connect() as conn:
-            row = conn.execute(BY_KEY_SQL, {"key": key}).one_or_none()
+        row = self._reading(lambda conn: conn.execute(BY_KEY_SQL, {"key": key}).one_or_none())
         if row is None:
             return None
         if row.request_hash != request_hash:
@@ -477,10 +559,11 @@ class DecisionService:
 
     def get(self, decision_id: str) -> dict[str, Any]:
         """The decision and why: inputs, facts, model and policy versions, every rule's outcome."""
-        with self.read_engine.connect() as conn:
-            row = conn.execute(select(DECISIONS).where(DECISIONS.c.decision_id == decision_id)).mappings().one_or_none()
-            acc = conn.execute(select(ACCEPTANCES).where(ACCEPTANCES.c.decision_id == decision_id)).mappings().one_or_none()
-            shadow = conn.execute(select(SHADOW).where(SHADOW.c.decision_id == decision_id)).mappings().one_or_none()
+        def read(conn: Connection) -> tuple:
+            return tuple(conn.execute(select(table).where(table.c.decision_id == decision_id)).mappings().one_or_none()
+                         for table in (DECISIONS, ACCEPTANCES, SHADOW))
+
+        row, acc, shadow = self._reading(read)
         if row is None:
             raise NotFound(f"decision {decision_id} not found")
         return {
@@ -510,8 +593,8 @@ class DecisionService:
         stored = self._acceptance(decision_id, idempotency_key, request_hash)
         if stored is not None:
             return stored
-        with self.read_engine.connect() as conn:
-            row = conn.execute(select(DECISIONS).where(DECISIONS.c.decision_id == decision_id)).mappings().one_or_none()
+        row = self._reading(lambda conn: conn.execute(
+            select(DECISIONS).where(DECISIONS.c.decision_id == decision_id)).mappings().one_or_none())
         if row is None:
             raise NotFound(f"decision {decision_id} not found")
         if row["outcome"] != "approve":
@@ -544,9 +627,8 @@ class DecisionService:
         return out
 
     def _acceptance(self, decision_id: str, key: str, request_hash: str) -> AcceptOut | None:
-        with self.read_engine.connect() as conn:
-            rows = conn.execute(select(ACCEPTANCES).where(or_(ACCEPTANCES.c.idempotency_key == key,
-                                                              ACCEPTANCES.c.decision_id == decision_id))).mappings().all()
+        rows = self._reading(lambda conn: conn.execute(select(ACCEPTANCES).where(or_(
+            ACCEPTANCES.c.idempotency_key == key, ACCEPTANCES.c.decision_id == decision_id))).mappings().all())
         for r in rows:
             if r["idempotency_key"] == key:
                 if r["decision_id"] != decision_id or r["request_hash"] != request_hash:

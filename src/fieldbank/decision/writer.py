@@ -15,6 +15,7 @@ not decided, nothing is half-written, and the client may retry with the same key
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -23,8 +24,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from fieldbank.decision.models import Decision, ShadowScore
 
@@ -56,6 +57,7 @@ class GroupCommitWriter:
         self.max_batch = max_batch
         self.timeout_s = timeout_s
         self.queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._conn: Connection | None = None  # only the writer thread uses it
         self.batches = 0
         self.rows = 0
         self._thread = threading.Thread(target=self._run, name="decision-log-writer", daemon=True)
@@ -65,18 +67,37 @@ class GroupCommitWriter:
               timeout_s: float | None = None) -> None:
         """Block until the row is committed; IntegrityError if its Idempotency-Key (or id) is taken."""
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        pending = _Pending(decision, shadow)
-        try:
-            self.queue.put(pending, timeout=timeout_s)
-        except queue.Full:
-            raise DecisionLogBusy(f"the decision log has {self.queue.qsize()} rows waiting; retry") from None
+        pending = self._enqueue(decision, shadow, timeout_s)
         try:
             pending.done.result(timeout=timeout_s)
         except FutureTimeout:
-            # Still queued or mid-commit: we cannot say it was not written, so the client must
-            # retry with the same Idempotency-Key, which answers with the stored row if it landed.
-            raise DecisionLogBusy(f"the decision log did not commit within {timeout_s} s; retry with the same "
-                                  "Idempotency-Key") from None
+            raise self._late(timeout_s) from None
+
+    async def write_async(self, decision: dict[str, Any], shadow: dict[str, Any] | None = None) -> None:
+        """`write` for a coroutine: waits for the commit on the event loop, not on a thread. If
+        the caller is cancelled (the client went away) before the writer takes the row, the
+        row is not written; once taken, it is committed whatever happens to the caller."""
+        pending = self._enqueue(decision, shadow, 0)
+        waiter = asyncio.wrap_future(pending.done)
+        done, _ = await asyncio.wait({waiter}, timeout=self.timeout_s)  # wait() does not cancel on timeout
+        if not done:
+            raise self._late(self.timeout_s)
+        waiter.result()
+
+    def _enqueue(self, decision: dict[str, Any], shadow: dict[str, Any] | None, timeout_s: float) -> _Pending:
+        pending = _Pending(decision, shadow)
+        try:
+            self.queue.put(pending, timeout=timeout_s) if timeout_s else self.queue.put_nowait(pending)
+        except queue.Full:
+            raise DecisionLogBusy(f"the decision log has {self.queue.qsize()} rows waiting; retry") from None
+        return pending
+
+    @staticmethod
+    def _late(timeout_s: float) -> DecisionLogBusy:
+        # Still queued or mid-commit: we cannot say it was not written, so the client must
+        # retry with the same Idempotency-Key, which answers with the stored row if it landed.
+        return DecisionLogBusy(f"the decision log did not commit within {timeout_s} s; retry with the same "
+                               "Idempotency-Key")
 
     def close(self, timeout_s: float = 10.0) -> None:
         try:
@@ -84,6 +105,8 @@ class GroupCommitWriter:
         except queue.Full:
             return
         self._thread.join(timeout_s)
+        if self._conn is not None and not self._thread.is_alive():
+            self._conn.close()
 
     def _run(self) -> None:
         while True:
@@ -94,18 +117,39 @@ class GroupCommitWriter:
                 except queue.Empty:
                     break
             stop = batch[-1] is _STOP
-            work = [p for p in batch if p is not _STOP]
+            # From here a row's future cannot be cancelled; one cancelled before (its caller
+            # gone) is dropped unwritten.
+            work = [p for p in batch if p is not _STOP and p.done.set_running_or_notify_cancel()]
             if work:
                 self._commit(work)
             if stop:
                 return
 
     def _insert(self, work: list[_Pending]) -> None:
+        """One transaction on the writer's own connection, kept open between batches: a pool
+        checkout would add the pre-ping round trip to every commit. A connection found dead
+        (database restart) is replaced and the batch tried once more; if the first try's
+        COMMIT did land, the second fails on the unique keys and each request then answers
+        with its stored row, as for any duplicate."""
         shadows = [p.shadow for p in work if p.shadow is not None]
-        with self.write_lock, self.engine.begin() as conn:
-            conn.execute(DECISIONS.insert(), [p.decision for p in work])  # one executemany
-            if shadows:
-                conn.execute(SHADOW.insert(), shadows)
+        for attempt in (1, 2):
+            with self.write_lock:
+                if self._conn is None:
+                    self._conn = self.engine.connect()
+                try:
+                    with self._conn.begin():
+                        self._conn.execute(DECISIONS.insert(), [p.decision for p in work])  # one executemany
+                        if shadows:
+                            self._conn.execute(SHADOW.insert(), shadows)
+                    return
+                except DBAPIError as e:
+                    if not e.connection_invalidated:
+                        raise
+                    self._conn.close()
+                    self._conn = None
+                    if attempt == 2:
+                        raise
+                    log.warning("decision log: the database connection was dropped; writing again on a new one")
 
     def _commit(self, work: list[_Pending]) -> None:
         try:
