@@ -285,6 +285,8 @@ def test_the_log_is_append_only(db_engine, make_service, economy: Path) -> None:
 
 
 def test_row_scorer_matches_fast_scorer(make_service, sqlite_engine) -> None:
+    from fieldbank.decision.sources import MAX_SCORED_REASONS
+
     svc = make_service(sqlite_engine)
     snap = svc.sources.current()
     for i in range(0, len(snap.portrait), 37):
@@ -295,6 +297,10 @@ def test_row_scorer_matches_fast_scorer(make_service, sqlite_engine) -> None:
         # same values; FastScorer's row-wise .tolist() turns ints into floats ("257.0 days"), ours keeps "257 days"
         assert [r.value for r in why] == pytest.approx([r.value for r in why_fast], nan_ok=True)
         assert [r.impact for r in why] == pytest.approx([r.impact for r in why_fast])
+        # the per-request path (a portrait too large to score at load, or more reasons than kept)
+        pd_row, why_row = snap.row_scorer.score(i, MAX_SCORED_REASONS + 1)
+        assert pd_row == pytest.approx(pd_, abs=1e-12)
+        assert [r.feature for r in why_row[:len(why)]] == [r.feature for r in why]
 
 
 def test_a_policy_that_approves_without_score_or_terms_refers(sqlite_engine, make_service, tmp_path: Path) -> None:

@@ -161,19 +161,23 @@ class Models:
 MAX_PRECOMPUTED_CELLS = 50_000_000  # 400 MB of float64; larger portraits build the row's matrix per request
 
 
+MAX_SCORED_REASONS = 8  # top reasons kept per row when the champion is scored in batch
+
+
 class RowScorer:
     """The champion and the challenger on one portrait.
 
-    Champion: FastScorer's matrix computed once for every row (so a request does no pandas
-    work), then per request one LightGBM contribution pass per booster. PD = calibrator(mean
-    over boosters of sigmoid(sum of contributions)), which is exactly what `predict` returns
-    for a binary objective: the same numbers as FastScorer.score (tested), at half the
-    LightGBM work.
+    Champion: the PD and the top reasons of every row are computed here, in one batch per
+    chunk, when the snapshot loads: a PD depends only on the portrait row and the model, both
+    fixed for the snapshot's life, so a request's scoring is an array lookup (a new portrait or
+    a new champion makes a new snapshot). PD = calibrator(mean over boosters of
+    sigmoid(sum of contributions)), exactly what `predict` returns for a binary objective, and
+    the reasons are the largest positive contributions: the same numbers as FastScorer.score
+    (tested). A portrait too large to hold as a matrix (MAX_PRECOMPUTED_CELLS) is scored per
+    request instead, the same way, on one row.
 
-    Challenger (shadow): its PD for every row, computed here in one batch. The portrait and
-    the model are fixed for the snapshot's life, so a request's shadow score is an array
-    lookup and costs the request path nothing. A challenger that cannot score the portrait
-    leaves `challenger_pds` None (logged): the shadow never blocks a decision."""
+    Challenger (shadow): its PD for every row, also computed here. A challenger that cannot
+    score the portrait leaves `challenger_pds` None (logged): the shadow never blocks a decision."""
 
     def __init__(self, scorer: FastScorer, portrait: Portrait, models: Models | None = None) -> None:
         from fieldbank.risk.explain import Reason, reason_text
@@ -184,30 +188,47 @@ class RowScorer:
         self.challenger_pds = _challenger_pds(models, portrait) if models is not None else None
         n, p = len(portrait), len(scorer.columns)
         self.matrix: np.ndarray | None = None
+        self.pds: np.ndarray | None = None
         if n * p <= MAX_PRECOMPUTED_CELLS:
             self.matrix = np.empty((n, p), dtype=np.float64)
             for start in range(0, n, FastScorer.MAX_ROWS):
                 chunk = portrait.frame.iloc[start:start + FastScorer.MAX_ROWS]
                 self.matrix[start:start + len(chunk)] = scorer.matrix(chunk)
+            k = min(MAX_SCORED_REASONS, p)
+            self.pds, self.reason_columns = np.empty(n), np.empty((n, k), dtype=np.int32)
+            self.reason_impacts = np.empty((n, k))
+            for start in range(0, n, FastScorer.MAX_ROWS):
+                rows = slice(start, min(n, start + FastScorer.MAX_ROWS))
+                self.pds[rows], contrib = self._contributions(self.matrix[rows], num_threads=0)
+                order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+                self.reason_columns[rows] = order
+                self.reason_impacts[rows] = np.take_along_axis(contrib, order, axis=1)
         # numpy columns, not Python lists: millions of small objects would slow every GC pass
         self._values = {c: portrait.frame[c].to_numpy() for c in scorer.columns}
 
-    def score(self, i: int, n_reasons: int = 4) -> tuple[float, list[Reason]]:
+    def _contributions(self, x: np.ndarray, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+        """PDs and per-feature contributions (mean over boosters, log-odds) of the rows of x."""
         m = self.scorer.model
-        x = self.matrix[i:i + 1] if self.matrix is not None else self.scorer.matrix(self.portrait.row(i))
-        contribs = [b.predict(x, num_iteration=k, num_threads=1, pred_contrib=True)[0]
+        contribs = [b.predict(x, num_iteration=k, num_threads=num_threads, pred_contrib=True)
                     for b, k in zip(m.boosters_, m.n_trees_)]
-        raw = float(np.mean([1.0 / (1.0 + np.exp(-c.sum())) for c in contribs]))
-        pd_ = float(m.calibrator_.predict(np.array([raw]))[0])
-        contrib = np.mean(contribs, axis=0)[:-1]
-        order = np.argsort(-contrib, kind="stable")[:n_reasons]
+        raw = np.mean([1.0 / (1.0 + np.exp(-c.sum(axis=1))) for c in contribs], axis=0)
+        return m.calibrator_.predict(raw), np.mean(contribs, axis=0)[:, :-1]
+
+    def score(self, i: int, n_reasons: int = 4) -> tuple[float, list[Reason]]:
+        if self.pds is not None and n_reasons <= self.reason_columns.shape[1]:
+            pd_, columns, impacts = float(self.pds[i]), self.reason_columns[i], self.reason_impacts[i]
+        else:
+            x = self.matrix[i:i + 1] if self.matrix is not None else self.scorer.matrix(self.portrait.row(i))
+            pds, contrib = self._contributions(x, num_threads=1)
+            columns = np.argsort(-contrib[0], kind="stable")
+            pd_, impacts = float(pds[0]), contrib[0][columns]
         cols = self.scorer.columns
         why = []
-        for j in order:
-            if contrib[j] > 0:
+        for j, impact in zip(columns[:n_reasons], impacts[:n_reasons]):
+            if impact > 0:
                 value = self._values[cols[j]][i]
                 value = value.item() if isinstance(value, np.generic) else value
-                why.append(self._reason(cols[j], value, float(contrib[j]), "log-odds", self._reason_text(cols[j], value)))
+                why.append(self._reason(cols[j], value, float(impact), "log-odds", self._reason_text(cols[j], value)))
         return pd_, why
 
 
