@@ -52,6 +52,13 @@ def db_engine(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
 
 
 @pytest.fixture
+def pg_engine(request: pytest.FixtureRequest):  # noqa: ANN201
+    engine = _pg_engine(request)
+    migrate(engine)
+    return engine
+
+
+@pytest.fixture
 def sqlite_engine(tmp_path: Path):  # noqa: ANN201
     engine = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
     migrate(engine)

@@ -332,3 +332,41 @@ def test_unknown_age_refers_never_declines_or_approves(sqlite_engine, make_servi
     why = svc.get(d.decision_id)
     assert "age_unknown" in {r["rule"] for r in why["rule_outcomes"] if r["hit"]} and why["facts"]["age_years"] is None
     assert not {"age_below_minimum", "age_above_maximum"} & {r["rule"] for r in why["rule_outcomes"] if r["hit"]}
+
+
+def test_concurrent_duplicates_through_the_async_route_make_one_decision(db_engine, make_service,
+                                                                         economy: Path) -> None:
+    """What the HTTP route runs (`apply_async`: steps on the event loop, reads on threads, the
+    commit awaited): 16 concurrent submissions of one key are one decision, 15 replays."""
+    import asyncio
+
+    svc = make_service(db_engine)
+    party = portrait_parties(economy)[2]
+
+    async def submit_all() -> list:
+        return await asyncio.gather(*(svc.apply_async(app_for(party), "k-async") for _ in range(16)))
+
+    results = [r.decision for r in asyncio.run(submit_all())]
+    assert len({r.decision_id for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    assert n_decisions(db_engine) == 1
+
+
+@pytest.mark.pg
+def test_dropped_database_connections_are_replaced(make_service, economy: Path, pg_engine) -> None:  # noqa: ANN001
+    """PostgreSQL restarted or a connection killed: the reads (no pre-ping) and the writer's own
+    connection find out on use, reconnect and go on; no request fails."""
+    engine = pg_engine
+    svc = make_service(engine)
+    parties = portrait_parties(economy)
+    assert not svc.apply(app_for(parties[0]), "drop-1").replayed
+    held = [svc.read_engine.connect() for _ in range(svc.read_engine.pool.size())]
+    pids = [c.connection.dbapi_connection.info.backend_pid for c in held]
+    for c in held:
+        c.close()
+    pids.append(svc.writer._conn.connection.dbapi_connection.info.backend_pid)  # noqa: SLF001
+    with engine.connect() as admin:
+        assert all(admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one() for pid in pids)
+    second = svc.apply(app_for(parties[1]), "drop-2")
+    assert not second.replayed and svc.get(second.decision_id)["decision"]["decision_id"] == second.decision_id
+    assert n_decisions(engine) == 2

@@ -132,3 +132,21 @@ def test_a_full_queue_is_busy_not_lost(log_engine) -> None:  # noqa: ANN001
             assert set(conn.execute(select(Decision.party_id)).scalars()) == {"P1", "P2"}
     finally:
         writer.close()
+
+
+def test_write_async_waits_on_the_event_loop(log_engine) -> None:  # noqa: ANN001
+    """The route's path: rows awaited from coroutines share commits like threaded ones, and a
+    duplicate key is that coroutine's IntegrityError."""
+    import asyncio
+
+    writer = GroupCommitWriter(log_engine, threading.Lock())
+    try:
+        async def write_all() -> list:
+            return await asyncio.gather(*(writer.write_async(row(n)) for n in range(20)),
+                                        writer.write_async(row(99, key="key-3")), return_exceptions=True)
+
+        outcomes = asyncio.run(write_all())
+        assert outcomes[:20] == [None] * 20 and isinstance(outcomes[20], IntegrityError)
+        assert count(log_engine, Decision) == 20
+    finally:
+        writer.close()
