@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import platform
@@ -153,6 +154,24 @@ async def run_phase(pool: asyncio.Queue[Conn], make_request, rate_per_s: float, 
             timings.append({p.split(";dur=")[0]: float(p.split(";dur=")[1])
                             for p in headers["server-timing"].split(", ")})
 
+    lag_ms = [0.0]
+
+    async def watch_lag() -> None:
+        """How late this generator's own loop wakes up: a stall here is the generator's, not
+        the server's, and would show in every latency of the phase."""
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lag_ms.append((time.perf_counter() - t - 0.005) * 1000)
+
+    watcher = asyncio.create_task(watch_lag())
+    # The generator's own garbage collector, off while a phase runs: its first full collection
+    # walks every object of the libraries this script imports (pandas, pyarrow, rich, ...) and
+    # paused the generator's loop for ~100 ms once per run, which then fired the requests due
+    # meanwhile as one burst (seen as `gen lag max ms`). The phase's garbage is a few MB.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     t0 = start = time.perf_counter()
     tasks = []
     for i in range(n):
@@ -162,6 +181,8 @@ async def run_phase(pool: asyncio.Queue[Conn], make_request, rate_per_s: float, 
         tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0
+    gc.enable()
+    watcher.cancel()
     lat = np.array(latencies)
     out = {
         "target_per_s": rate_per_s, "requests": n, "seconds": round(elapsed, 2),
@@ -169,6 +190,7 @@ async def run_phase(pool: asyncio.Queue[Conn], make_request, rate_per_s: float, 
         "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
         "latency_ms_p99": round(float(np.percentile(lat, 99)), 2),
         "latency_ms_max": round(float(lat.max()), 2),
+        "generator_lag_ms_max": round(max(lag_ms), 2),
         "status_counts": {str(s): statuses.count(s) for s in sorted(set(statuses))},
     }
     if timings:
@@ -301,7 +323,7 @@ def main() -> None:
 
     table = Table(title="decision service under load (one `fieldbank serve`, loopback)")
     for col in ("database", "phase", "offered/s", "achieved/s", "p50 ms", "p99 ms", "max ms",
-                "CPU ms/req: server", "db", "load gen", "other jobs", "machine busy", "statuses"):
+                "CPU ms/req: server", "db", "load gen", "other jobs", "machine busy", "gen lag max ms", "statuses"):
         table.add_column(col, justify="right" if col not in ("database", "phase", "statuses") else "left")
     for r in results:
         for name, p in r["phases"].items():
@@ -309,7 +331,8 @@ def main() -> None:
                           f"{p['latency_ms_p50']:.2f}", f"{p['latency_ms_p99']:.2f}", f"{p['latency_ms_max']:.0f}",
                           f"{p['server_cpu_ms_per_request']:.2f}", f"{p['database_cpu_ms_per_request']:.2f}",
                           f"{p['generator_cpu_ms_per_request']:.2f}", f"{p['other_cpu_ms_per_request']:.2f}",
-                          f"{p['machine_cpu_busy_share']:.0%}", json.dumps(p["status_counts"]))
+                          f"{p['machine_cpu_busy_share']:.0%}", f"{p['generator_lag_ms_max']:.0f}",
+                          json.dumps(p["status_counts"]))
     console.print(table)
     console.print(f"machine load average at the end: {os.getloadavg()} on {os.cpu_count()} CPUs")
     steps = Table(title="time per step inside the server, mean (p99) ms, from Server-Timing")
