@@ -150,3 +150,24 @@ def test_write_async_waits_on_the_event_loop(log_engine) -> None:  # noqa: ANN00
         assert count(log_engine, Decision) == 20
     finally:
         writer.close()
+
+
+def test_sqlite_checkpoints_run_beside_the_writer(sqlite_engine) -> None:  # noqa: ANN001
+    """SQLite: the writer's commits never checkpoint (a 1,000-page checkpoint inside a commit
+    stalls every queued decision); a thread of its own moves the WAL into the database file."""
+    migrate_decisions(sqlite_engine)
+    writer = GroupCommitWriter(sqlite_engine, threading.Lock(), checkpoint_interval_s=0.05)
+    try:
+        for n in range(30):
+            writer.write(row(n))
+        assert writer._conn.connection.driver_connection.execute(  # noqa: SLF001
+            "PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        done = writer.checkpoints
+        wait_for(lambda: writer.checkpoints >= done + 2)  # one full interval after the last commit
+        with sqlite_engine.connect() as conn:
+            busy, wal_frames, moved = conn.connection.driver_connection.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and wal_frames == moved  # every frame already in the database file
+        assert count(sqlite_engine, Decision) == 30
+    finally:
+        writer.close()

@@ -53,7 +53,8 @@ class _Pending:
 
 class GroupCommitWriter:
     def __init__(self, engine: Engine, write_lock: Any, *, max_batch: int = MAX_BATCH,
-                 max_queue: int = MAX_QUEUE, timeout_s: float = WRITE_TIMEOUT_S) -> None:
+                 max_queue: int = MAX_QUEUE, timeout_s: float = WRITE_TIMEOUT_S,
+                 checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
         self.engine = engine
         self.write_lock = write_lock  # the service's (SQLite: one writer at a time in this process)
         self.max_batch = max_batch
@@ -65,6 +66,7 @@ class GroupCommitWriter:
         self.rows = 0
         self._thread = threading.Thread(target=self._run, name="decision-log-writer", daemon=True)
         self._thread.start()
+        self.checkpoint_interval_s = checkpoint_interval_s
         self._stopping = threading.Event()
         self.checkpoints = 0
         self._checkpointer: threading.Thread | None = None
@@ -172,7 +174,7 @@ class GroupCommitWriter:
                     log.warning("decision log: the database connection was dropped; writing again on a new one")
 
     def _checkpoint_loop(self) -> None:
-        """SQLite: move the WAL into the database file every CHECKPOINT_INTERVAL_S, off the
+        """SQLite: move the WAL into the database file every checkpoint_interval_s, off the
         writer's thread. By default the commit that takes the WAL past 1,000 pages does the
         checkpoint itself (copy and fsync, 100-250 ms here), and every decision queued behind
         it waits that long: the load test's one big stall per run. A PASSIVE checkpoint runs
@@ -180,7 +182,7 @@ class GroupCommitWriter:
         one interval of decisions. On its own connection, in autocommit (no BEGIN)."""
         raw = self.engine.raw_connection()
         try:
-            while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
+            while not self._stopping.wait(self.checkpoint_interval_s):
                 try:
                     raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1
