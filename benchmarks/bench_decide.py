@@ -81,8 +81,13 @@ def portrait_parties(data_dir: Path) -> list[str]:
 
 def start_server(data_dir: Path, database_url: str, workers: int) -> Served:
     """One `fieldbank serve`, returned once its decision service says it is ready (with several
-    workers, the one that answers; the others load the same files at the same time)."""
+    workers, the one that answers; the others load the same files at the same time). Its output
+    goes to a log file beside the economy: a pipe nobody reads fills up, and a server logging
+    errors then blocks on its next line instead of failing the run."""
+    log_path = CACHE / f"serve_{database_url.split(':', 1)[0].split('+')[0]}_x{workers}.log"
+    console.print(f"server output: {log_path}")
     return start_serve(data_dir, extra_args=["--database-url", database_url, "--workers", str(workers)],
+                       output=log_path.open("w"),
                        startup_limit_s=STARTUP_LIMIT_S,
                        env={"FIELDBANK_API_KEYS": json.dumps(["bench-key"])}, ready_path="/v1/status",
                        headers={"X-API-Key": "bench-key"},

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -33,7 +34,7 @@ class Served:
 def start_serve(data_dir: Path, *, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
                 startup_limit_s: float = 120, ready_path: str = "/health", headers: Mapping[str, str] | None = None,
                 ready: Callable[[httpx.Response], bool] = lambda r: r.status_code == 200,
-                output: int = subprocess.PIPE) -> Served:
+                output: int | IO = subprocess.PIPE) -> Served:
     """Start the server and return once `ready_path` answers as `ready` wants; the caller stops it
     (`stop`). Fails with the server's output if it exits, or after `startup_limit_s`."""
     port = free_port()
