@@ -13,8 +13,10 @@ ON = "2026-01-01"
 
 
 @pytest.fixture
-def client(engine, tmp_path) -> TestClient:  # noqa: ANN001
-    return TestClient(create_app(load_settings(data_dir=tmp_path), engine=engine))
+def client(engine, tmp_path):  # noqa: ANN001, ANN201
+    app = create_app(load_settings(data_dir=tmp_path), engine=engine)
+    yield TestClient(app)
+    app.state.decisions.close()  # its threads and its own database connections
 
 
 def _open(client: TestClient, key: str = "open-1", **overrides) -> dict:  # noqa: ANN003

@@ -62,6 +62,10 @@ STEPS = ("validation", "fraud", "portrait", "scoring", "rules", "write")
 # pool's size, so a burst waits for a thread instead of opening overflow connections that
 # are closed again after the request (a new PostgreSQL process each time).
 REQUEST_THREADS = 16
+# PostgreSQL reads are one short round trip each (autocommit), so a few connections serve
+# hundreds of decisions a second; the pool keeps and warms these, bursts borrow up to
+# REQUEST_THREADS (the worker threads that run the reads).
+PG_READ_POOL_SIZE = 4
 MAX_MODEL_REASONS = 4
 REQUIRED_TERMS = ("limit_income_months", "max_limit_minor", "margin_bps", "lgd")  # an approval's limit and price
 DECISIONS = Decision.__table__
@@ -153,8 +157,8 @@ def _read_engine_and_write_lock(engine: Engine) -> tuple[Engine, Any]:
     use instead (`_reading` retries once). No lock: row-level locking and the unique key do
     the work."""
     if engine.dialect.name == "postgresql":
-        return create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=REQUEST_THREADS + 2,
-                             max_overflow=10), contextlib.nullcontext()
+        return create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=PG_READ_POOL_SIZE,
+                             max_overflow=REQUEST_THREADS - PG_READ_POOL_SIZE), contextlib.nullcontext()
     if engine.dialect.name != "sqlite" or ":memory:" in str(engine.url):
         return engine, contextlib.nullcontext()
     reader = create_engine(engine.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
