@@ -63,7 +63,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fieldbank.portrait import rollups
-from fieldbank.portrait.engine import configure_duckdb, duckdb_sql, parquet_files
+from fieldbank.portrait.engine import configure_duckdb, date_literal, duckdb_sql, parquet_files
 from fieldbank.portrait.families import bills
 from fieldbank.portrait.inputs import AsOf, Inputs, load_inputs
 from fieldbank.portrait.pipeline import ALL_WINDOWS, execute_portrait
@@ -73,10 +73,12 @@ from fieldbank.portrait.windows import (
     PaymentAggregates,
     day_measures,
     pair_state,
+    payee_aggregates,
+    payer_aggregates,
     window_sums,
 )
 
-STATE_VERSION = 5
+STATE_VERSION = 4
 MAX_ADVANCE_DAYS = 31  # further than this from the state's date: rebuild (cheaper than 31+ advances)
 STATE_DIR = "_portrait_state"
 
@@ -141,7 +143,7 @@ def _stale_reason(meta: dict | None, files_now: dict[str, dict], as_of: dt.date,
         return "feature definitions changed"
     state_as_of = dt.date.fromisoformat(meta["as_of"])
     if lake_dir is not None and not all((state_path(lake_dir).parent / meta.get(k, "-")).exists()
-                                        for k in ("windows_file", "days_dir", "pairs_file")):
+                                        for k in ("windows_file", "days_dir")):
         return "window totals or day measures missing"
     if as_of < state_as_of:
         return f"state is at {state_as_of}, later than {as_of}"
@@ -159,10 +161,9 @@ def _stale_reason(meta: dict | None, files_now: dict[str, dict], as_of: dt.date,
 
 
 def _write_meta(con: ibis.BaseBackend, as_of: dt.date, files: dict[str, dict], windows_file: str, days_dir: str,
-                bills_files: dict[str, list[int]], pairs_file: str) -> None:
+                bills_files: dict[str, list[int]]) -> None:
     doc = json.dumps({"as_of": as_of.isoformat(), "fingerprint": definitions_fingerprint(), "files": files,
-                      "windows_file": windows_file, "days_dir": days_dir, "bills_files": bills_files,
-                      "pairs_file": pairs_file})
+                      "windows_file": windows_file, "days_dir": days_dir, "bills_files": bills_files})
     con.con.execute("CREATE OR REPLACE TABLE meta AS SELECT ?::VARCHAR AS doc", [doc])  # noqa: SLF001
 
 
@@ -206,134 +207,6 @@ class _Windows:
         return pa.table({"party_id": self.parties, **{w.name: self.cols[w.name] for w in ALL_WINDOWS}})
 
 
-PAIRS_SCHEMA = pa.schema([
-    pa.field("payee", pa.dictionary(pa.int32(), pa.string())), pa.field("payer", pa.dictionary(pa.int32(), pa.string())),
-    pa.field("days_n", pa.int64()), pa.field("amount_minor", pa.int64()), pa.field("last_day", pa.int32()),
-])
-
-
-@dataclass
-class _Pairs:
-    """The pair state in memory: per (payee, payer) with a purchase in the 365 days before the
-    state's date, days with a purchase, amount, last day (days since 1970-01-01). Parties are
-    int32 positions in `ids` (append-only), rows sorted by (payee, payer), so a day's changes
-    are found by binary search and each payee's pairs are one contiguous run."""
-
-    ids: pa.Array
-    payee: np.ndarray
-    payer: np.ndarray
-    days_n: np.ndarray
-    amount: np.ndarray
-    last_day: np.ndarray
-
-    @classmethod
-    def from_pair_state(cls, t: pa.Table) -> _Pairs:
-        """From `windows.pair_state` rows (payee_id, payer_id, days_n, amount_minor, last_day)."""
-        ids = pc.unique(pa.chunked_array(t["payee_id"].chunks + t["payer_id"].chunks, type=pa.string()))
-        out = cls(ids, pc.index_in(t["payee_id"], value_set=ids).to_numpy().astype(np.int32),
-                  pc.index_in(t["payer_id"], value_set=ids).to_numpy().astype(np.int32),
-                  t["days_n"].to_numpy().astype(np.int64), t["amount_minor"].to_numpy().astype(np.int64),
-                  t["last_day"].cast(pa.int32()).to_numpy().astype(np.int32))
-        order = np.argsort(out.keys(), kind="stable")
-        for name in ("payee", "payer", "days_n", "amount", "last_day"):
-            setattr(out, name, getattr(out, name)[order])
-        return out
-
-    @classmethod
-    def from_file(cls, t: pa.Table) -> _Pairs:
-        payee, payer = t["payee"].combine_chunks(), t["payer"].combine_chunks()
-        return cls(payee.dictionary, payee.indices.to_numpy().astype(np.int32),
-                   payer.indices.to_numpy().astype(np.int32),
-                   *(t[c].to_numpy().astype(np.int64 if c != "last_day" else np.int32)
-                     for c in ("days_n", "amount_minor", "last_day")))
-
-    def table(self) -> pa.Table:
-        return pa.table({
-            "payee": pa.DictionaryArray.from_arrays(pa.array(self.payee, pa.int32()), self.ids),
-            "payer": pa.DictionaryArray.from_arrays(pa.array(self.payer, pa.int32()), self.ids),
-            "days_n": self.days_n, "amount_minor": self.amount, "last_day": self.last_day,
-        }, schema=PAIRS_SCHEMA)
-
-    def keys(self) -> np.ndarray:
-        return (self.payee.astype(np.int64) << 32) | self.payer.astype(np.int64)
-
-    def _index(self, party_ids: pa.Array) -> np.ndarray:
-        """Positions of `party_ids` in `ids`, new ids appended."""
-        idx = pc.index_in(party_ids, value_set=self.ids)
-        if idx.null_count:
-            new = pc.unique(party_ids.filter(pc.is_null(idx)))
-            self.ids = pa.concat_arrays([self.ids, new.cast(pa.string())])
-            idx = pc.index_in(party_ids, value_set=self.ids)
-        return idx.to_numpy().astype(np.int64)
-
-    def advance(self, changes: pa.Table, new_day: dt.date) -> None:
-        """Add the pair_day rows of `new_day` in `changes`, subtract the others (the day
-        leaving the 365-day window); pairs left with no day are dropped (their last day was
-        then the leaving day, so every kept pair's last day stays exact)."""
-        n = changes.num_rows
-        if n == 0:
-            return
-        ids = pa.concat_arrays([changes["payee_id"].combine_chunks().cast(pa.string()),
-                                changes["payer_id"].combine_chunks().cast(pa.string())])
-        both = self._index(ids)
-        ch_keys = (both[:n] << 32) | both[n:]
-        entered = (changes["day"].cast(pa.int32()).to_numpy() == (new_day - EPOCH_DAY).days)
-        sign = np.where(entered, 1, -1).astype(np.int64)
-        uk, inv = np.unique(ch_keys, return_inverse=True)
-        d_days = np.zeros(len(uk), np.int64)
-        d_amount = np.zeros(len(uk), np.int64)
-        ent = np.zeros(len(uk), bool)
-        np.add.at(d_days, inv, sign)
-        np.add.at(d_amount, inv, sign * changes["amount_minor"].to_numpy().astype(np.int64))
-        ent[inv[entered]] = True
-        keys = self.keys()
-        pos = np.searchsorted(keys, uk)
-        found = pos < len(keys)
-        found[found] = keys[pos[found]] == uk[found]
-        i = pos[found]
-        self.days_n[i] += d_days[found]
-        self.amount[i] += d_amount[found]
-        self.last_day[i] = np.where(ent[found], (new_day - EPOCH_DAY).days, self.last_day[i])
-        new = ~found
-        assert (d_days[new] > 0).all(), "a pair left the window without being in the state: state and rollups disagree"
-        at = pos[new]
-        self.payee = np.insert(self.payee, at, (uk[new] >> 32).astype(np.int32))
-        self.payer = np.insert(self.payer, at, (uk[new] & 0xFFFFFFFF).astype(np.int32))
-        self.days_n = np.insert(self.days_n, at, d_days[new])
-        self.amount = np.insert(self.amount, at, d_amount[new])
-        self.last_day = np.insert(self.last_day, at, np.full(int(new.sum()), (new_day - EPOCH_DAY).days, np.int32))
-        bad = (self.days_n < 0) | (self.amount < 0) | ((self.days_n == 0) != (self.amount == 0))
-        assert not bad.any(), f"pair state went negative for {int(bad.sum())} pairs: state and rollups disagree"
-        keep = self.days_n > 0
-        if not keep.all():
-            for name in ("payee", "payer", "days_n", "amount", "last_day"):
-                setattr(self, name, getattr(self, name)[keep])
-
-    def aggregates(self, as_of: dt.date) -> tuple[pa.Table, pa.Table]:
-        """`windows.payee_aggregates` and `windows.payer_aggregates` of the pairs as of
-        `as_of` (same columns and values), computed whole in numpy: each payee's pairs are a
-        contiguous run, so a group-by is a reduce over runs."""
-        recent = self.last_day >= (as_of - dt.timedelta(days=90) - EPOCH_DAY).days  # a.start_date(90)
-        n = len(self.payee)
-        starts = np.flatnonzero(np.r_[True, self.payee[1:] != self.payee[:-1]]) if n else np.zeros(0, np.int64)
-
-        def per_payee(values: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
-            return ufunc.reduceat(values, starts) if n else np.zeros(0, np.int64)
-
-        payees = pa.table({
-            "party_id": self.ids.take(pa.array(self.payee[starts])),
-            "cust_n_90d": per_payee(recent.astype(np.int64), np.add),
-            "cust_n_365d": np.diff(np.r_[starts, n]).astype(np.int64),
-            "cust_repeat_n_365d": per_payee((self.days_n >= 2).astype(np.int64), np.add),
-            "cust_top_minor_365d": per_payee(self.amount, np.maximum),
-            "cust_total_minor_365d": per_payee(self.amount, np.add),
-        })
-        merchants = np.bincount(self.payer[recent], minlength=len(self.ids)).astype(np.int64)
-        payers_at = np.flatnonzero(merchants)
-        payers = pa.table({"party_id": self.ids.take(pa.array(payers_at)), "merchants_n_90d": merchants[payers_at]})
-        return payees, payers
-
-
 def _day_schema() -> pa.Schema:
     """A day file of the day measures: party_id + one int64 per measure."""
     return pa.schema([pa.field("party_id", pa.string()), *(pa.field(m, pa.int64()) for m in _measures_used())])
@@ -355,9 +228,9 @@ def _read_arrow(path: Path) -> pa.Table:
         return pa.ipc.open_file(source).read_all()
 
 
-def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -> tuple[_Windows, _Pairs]:
+def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -> _Windows:
     """The state as of `as_of`, from the rollups (the full path's definitions); the day
-    measures go to `days_dir`, the windows and pairs are returned (the caller writes them)."""
+    measures go to `days_dir`, the windows are returned (the caller writes them)."""
     a = AsOf(as_of)
     windows = _Windows.from_table(con.con.sql(duckdb_sql(con, window_sums(inp.party_day, a, ALL_WINDOWS)))  # noqa: SLF001
                                   .to_arrow_table())
@@ -373,14 +246,15 @@ def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -
         n = (day - EPOCH_DAY).days
         lo, hi = np.searchsorted(day_num, n, "left"), np.searchsorted(day_num, n, "right")
         _write_arrow(days_dir / f"{day}.arrow", t.slice(lo, hi - lo).cast(_day_schema()))
-    for old in ("pair_state", "payee_aggregates", "payer_aggregates"):  # state version 4 kept them in the database
-        con.raw_sql(f"DROP TABLE IF EXISTS {old}")
-    pairs = _Pairs.from_pair_state(con.con.sql(duckdb_sql(con, pair_state(inp.pair_day, a))).to_arrow_table())  # noqa: SLF001
-    return windows, pairs
+    _create(con, "pair_state", pair_state(inp.pair_day, a))
+    pairs = con.table("pair_state")
+    _create(con, "payee_aggregates", payee_aggregates(pairs, a))
+    _create(con, "payer_aggregates", payer_aggregates(pairs, a))
+    return windows
 
 
 def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, windows: _Windows,
-                     pairs: _Pairs, days_dir: Path) -> None:
+                     days_dir: Path) -> None:
     """The state from as_of new_as_of - 1 to new_as_of (the new day is new_as_of - 1)."""
     new_day = new_as_of - dt.timedelta(days=1)
     r = rollups.read_rollup_days(con, lake_dir, "party_day", [new_day])
@@ -415,11 +289,84 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, 
         i, m = rows[back(w.from_days_ago)]
         col[i] -= m[w.measure]
     # Days that can no longer leave a window are deleted after the commit (update_state).
-    # Pairs: the new day's purchases enter, the day leaving the 365-day window leaves.
+    _advance_pairs(con, lake_dir, new_as_of)
+
+
+def _advance_pairs(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date) -> None:
+    """Pairs: add the new day, subtract the day leaving the 365-day window; then the payee and
+    payer aggregates change by the touched pairs' (new - old) contributions, so only touched
+    pairs are read. A payee's top customer amount is recomputed (from its pairs) only when a
+    pair holding the old top amount went down."""
+    new_day = new_as_of - dt.timedelta(days=1)
     leave_day = new_as_of - dt.timedelta(days=MAX_WINDOW_DAYS + 1)
     changes = rollups.read_rollup_days(con, lake_dir, "pair_day", [new_day, leave_day])
-    changes = changes.select("payee_id", "payer_id", "day", "amount_minor")
-    pairs.advance(con.con.sql(duckdb_sql(con, changes)).to_arrow_table(), new_day)  # noqa: SLF001
+    entered = changes.day == date_literal(new_day)
+    sign = ibis.ifelse(entered, 1, -1)
+    ch = changes.group_by("payee_id", "payer_id").aggregate(
+        d_days=sign.sum().cast("int64"),
+        d_amount=(sign * changes.amount_minor).sum().cast("int64"),
+        entered=entered.any(),
+    )
+    con.raw_sql(f"CREATE OR REPLACE TEMP TABLE _ch AS {duckdb_sql(con, ch)}")
+    # A pair counts in the 90-day window of as_of X iff last_day >= X - 90.
+    was_90 = f"DATE '{new_as_of - dt.timedelta(days=91)}'"
+    now_90 = f"DATE '{new_as_of - dt.timedelta(days=90)}'"
+    con.raw_sql(f"""
+CREATE OR REPLACE TEMP TABLE _tp AS
+WITH old AS (
+  SELECT p.* FROM pair_state p LEFT JOIN _ch c ON p.payee_id = c.payee_id AND p.payer_id = c.payer_id
+  WHERE c.payee_id IS NOT NULL OR p.last_day = {was_90}
+)
+SELECT coalesce(o.payee_id, c.payee_id) AS payee_id, coalesce(o.payer_id, c.payer_id) AS payer_id,
+  o.days_n AS old_days, o.amount_minor AS old_amount, o.last_day AS old_last,
+  coalesce(o.days_n, 0) + coalesce(c.d_days, 0) AS new_days,
+  coalesce(o.amount_minor, 0) + coalesce(c.d_amount, 0) AS new_amount,
+  CASE WHEN coalesce(c.entered, false) THEN DATE '{new_day}' ELSE o.last_day END AS new_last
+FROM old o FULL JOIN _ch c ON o.payee_id = c.payee_id AND o.payer_id = c.payer_id;
+""")
+    bad = con.con.execute("SELECT count(*) FROM _tp WHERE new_days < 0 OR new_amount < 0 "  # noqa: SLF001
+                          "OR (new_days = 0) <> (new_amount = 0)").fetchone()
+    assert bad is not None and bad[0] == 0, f"pair state went negative for {bad} pairs: state and rollups disagree"
+    in_90_before = f"(o_last IS NOT NULL AND o_last >= {was_90})"
+    con.raw_sql(f"""
+CREATE OR REPLACE TEMP TABLE _payee_delta AS
+SELECT payee_id AS party_id,
+  sum((new_days > 0)::BIGINT - (old_days IS NOT NULL)::BIGINT) AS d_n365,
+  sum((new_days >= 2)::BIGINT - (coalesce(old_days, 0) >= 2)::BIGINT) AS d_repeat,
+  sum(new_amount - coalesce(old_amount, 0)) AS d_total,
+  sum((new_days > 0 AND new_last >= {now_90})::BIGINT - {in_90_before.replace('o_last', 'old_last')}::BIGINT) AS d_n90,
+  max(CASE WHEN new_days > 0 THEN new_amount END) AS max_new,
+  max(CASE WHEN old_amount IS NOT NULL AND new_amount < old_amount THEN old_amount END) AS max_fell_from
+FROM _tp GROUP BY 1;
+CREATE OR REPLACE TEMP TABLE _payer_delta AS
+SELECT payer_id AS party_id,
+  sum((new_days > 0 AND new_last >= {now_90})::BIGINT - {in_90_before.replace('o_last', 'old_last')}::BIGINT) AS d_n90
+FROM _tp GROUP BY 1;
+DELETE FROM pair_state USING _tp WHERE pair_state.payee_id = _tp.payee_id AND pair_state.payer_id = _tp.payer_id;
+INSERT INTO pair_state SELECT payee_id, payer_id, new_days, new_amount, new_last FROM _tp WHERE new_days > 0;
+CREATE OR REPLACE TEMP TABLE _payee_next AS
+SELECT coalesce(a.party_id, d.party_id) AS party_id,
+  coalesce(a.cust_n_90d, 0) + coalesce(d.d_n90, 0) AS cust_n_90d,
+  coalesce(a.cust_n_365d, 0) + coalesce(d.d_n365, 0) AS cust_n_365d,
+  coalesce(a.cust_repeat_n_365d, 0) + coalesce(d.d_repeat, 0) AS cust_repeat_n_365d,
+  CASE WHEN d.max_fell_from IS NOT NULL AND d.max_fell_from >= a.cust_top_minor_365d THEN NULL
+       ELSE greatest(a.cust_top_minor_365d, d.max_new) END AS cust_top_minor_365d,
+  d.max_fell_from IS NOT NULL AND d.max_fell_from >= a.cust_top_minor_365d AS top_stale,
+  coalesce(a.cust_total_minor_365d, 0) + coalesce(d.d_total, 0) AS cust_total_minor_365d
+FROM payee_aggregates a FULL JOIN _payee_delta d ON a.party_id = d.party_id;
+CREATE OR REPLACE TEMP TABLE _top AS
+SELECT p.payee_id AS party_id, max(p.amount_minor) AS top FROM pair_state p
+SEMI JOIN (SELECT party_id FROM _payee_next WHERE top_stale) s ON p.payee_id = s.party_id GROUP BY 1;
+CREATE OR REPLACE TABLE payee_aggregates AS
+SELECT n.party_id, n.cust_n_90d, n.cust_n_365d, n.cust_repeat_n_365d,
+  CASE WHEN n.top_stale THEN t.top ELSE n.cust_top_minor_365d END AS cust_top_minor_365d, n.cust_total_minor_365d
+FROM _payee_next n LEFT JOIN _top t ON n.party_id = t.party_id WHERE n.cust_n_365d > 0;
+CREATE OR REPLACE TABLE payer_aggregates AS
+SELECT coalesce(a.party_id, d.party_id) AS party_id,
+  coalesce(a.merchants_n_90d, 0) + coalesce(d.d_n90, 0) AS merchants_n_90d
+FROM payer_aggregates a FULL JOIN _payer_delta d ON a.party_id = d.party_id;
+DELETE FROM payer_aggregates WHERE merchants_n_90d = 0;
+""")
 
 
 def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inputs, StateUpdate]:
@@ -435,11 +382,10 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
     state_dir = state_path(lake_dir).parent
     con.raw_sql("BEGIN TRANSACTION")
     try:
-        pairs: _Pairs | None = None
         if reason is not None:
             days_dir = state_dir / f"days-{uuid.uuid4().hex[:8]}"
             days_dir.mkdir()
-            windows, pairs = _build(con, inp, as_of, days_dir)
+            windows: _Windows | None = _build(con, inp, as_of, days_dir)
             update = StateUpdate("built", reason, None, as_of, 0)
         else:
             assert meta is not None and windows_file is not None
@@ -447,30 +393,24 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
             start = dt.date.fromisoformat(meta["as_of"])
             days = (as_of - start).days
             windows = _Windows.from_table(_read_arrow(state_dir / windows_file)) if days else None
-            pairs = _Pairs.from_file(_read_arrow(state_dir / meta["pairs_file"])) if days else None
             for k in range(1, days + 1):
-                assert windows is not None and pairs is not None
-                _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows, pairs, days_dir)
+                assert windows is not None
+                _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows, days_dir)
             update = StateUpdate("advanced" if days else "current", "new days" if days else "", start, as_of, days)
         bills_files = _bills_files(lake_dir)
         update = dataclasses.replace(update, bills=_update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files))
-        pairs_file = None if meta is None else meta.get("pairs_file")
-        if windows is not None:  # new files, named in the meta of the same transaction
+        if windows is not None:  # a new file, named in the meta of the same transaction
             path = _windows_file(lake_dir, as_of)
             _write_arrow(path, windows.table())
             windows_file = path.name
-            assert pairs is not None
-            path = path.with_name(path.name.replace("windows-", "pairs-", 1))
-            _write_arrow(path, pairs.table())
-            pairs_file = path.name
-        assert windows_file is not None and pairs_file is not None
-        _write_meta(con, as_of, files_now, windows_file, days_dir.name, bills_files, pairs_file)
+        assert windows_file is not None
+        _write_meta(con, as_of, files_now, windows_file, days_dir.name, bills_files)
         con.raw_sql("COMMIT")
     except BaseException:
         con.raw_sql("ROLLBACK")
         raise
-    for old in [*state_dir.glob("windows-*.arrow"), *state_dir.glob("pairs-*.arrow")]:  # only the committed files
-        if old.name not in (windows_file, pairs_file):
+    for old in state_dir.glob("windows-*.arrow"):  # only the committed files are kept
+        if old.name != windows_file:
             old.unlink(missing_ok=True)
     for old_dir in state_dir.glob("days-*"):
         if old_dir.name != days_dir.name:
@@ -479,15 +419,8 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
     for path in days_dir.glob("*.arrow"):
         if dt.date.fromisoformat(path.stem) < oldest:
             path.unlink()
-    # The portrait reads the window totals from the file (memory-mapped, no copy) and the
-    # customer aggregates computed from the pairs (numpy, whole: a reduce over 3.5M pairs
-    # costs less than keeping deltas).
+    # The portrait reads the window totals from the file (memory-mapped, no copy).
     con.con.register("party_windows", _read_arrow(state_dir / windows_file))  # noqa: SLF001
-    if pairs is None:
-        pairs = _Pairs.from_file(_read_arrow(state_dir / pairs_file))
-    payees, payers = pairs.aggregates(as_of)
-    con.con.register("payee_aggregates", payees)  # noqa: SLF001
-    con.con.register("payer_aggregates", payers)  # noqa: SLF001
     return con, inp, update
 
 
@@ -550,7 +483,7 @@ def state_families(con: ibis.BaseBackend, as_of: dt.date) -> dict[str, ir.Table]
 
 
 def state_aggregates(con: ibis.BaseBackend) -> PaymentAggregates:
-    return PaymentAggregates(windows=con.table("party_windows"), pairs=None,
+    return PaymentAggregates(windows=con.table("party_windows"), pairs=con.table("pair_state"),
                              payees=con.table("payee_aggregates"), payers=con.table("payer_aggregates"))
 
 

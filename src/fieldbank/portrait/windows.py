@@ -168,21 +168,15 @@ class PaymentAggregates:
     """What the payment families read: window sums and the pair state, as Ibis tables."""
 
     windows: ir.Table  # party_id + window columns (zero-filled)
-    pairs: ir.Table | None  # pair_state columns (None: payees and payers are given)
+    pairs: ir.Table  # pair_state columns
     payees: ir.Table | None = None  # payee_aggregates(pairs), when kept up to date elsewhere
     payers: ir.Table | None = None  # payer_aggregates(pairs), likewise
 
     def payee_table(self, a: AsOf) -> ir.Table:
-        if self.payees is not None:
-            return self.payees
-        assert self.pairs is not None
-        return payee_aggregates(self.pairs, a)
+        return self.payees if self.payees is not None else payee_aggregates(self.pairs, a)
 
     def payer_table(self, a: AsOf) -> ir.Table:
-        if self.payers is not None:
-            return self.payers
-        assert self.pairs is not None
-        return payer_aggregates(self.pairs, a)
+        return self.payers if self.payers is not None else payer_aggregates(self.pairs, a)
 
 
 def full_aggregates(inp: Inputs, a: AsOf, windows: tuple[Window, ...]) -> PaymentAggregates:
