@@ -22,21 +22,12 @@ def month_columns(t: ir.Table, prefix: str) -> list[ir.FloatingValue]:
     return [t[f"{prefix}_m{k}"].fill_null(0).cast("float64") for k in range(MONTHS_N)]
 
 
-def with_monthly_totals(t: ir.Table, prefix: str) -> ir.Table:
-    """`t` + `<prefix>_sum12` (the 12 monthly sums added, as float64) and `<prefix>_mean12`
-    (that / 12), as columns: `monthly_cv` and the families reuse them instead of repeating the
-    12-term sum in every expression (a smaller query to compile and to evaluate; same floats)."""
-    months = month_columns(t, prefix)
-    t = t.mutate(**{f"{prefix}_sum12": sum(months[1:], months[0])})
-    return t.mutate(**{f"{prefix}_mean12": t[f"{prefix}_sum12"] / MONTHS_N})
-
-
 def monthly_cv(t: ir.Table, prefix: str) -> ir.FloatingValue:
     """Coefficient of variation (population std / mean) of the 12 monthly sums, months with
     nothing counting as 0; null when the mean is 0. Two-pass in a fixed order, so both engines
-    produce the same float. `t` has the columns of `with_monthly_totals(t, prefix)`."""
+    produce the same float."""
     months = month_columns(t, prefix)
-    mean = t[f"{prefix}_mean12"]
+    mean = sum(months[1:], months[0]) / MONTHS_N
     var = sum(((m - mean) ** 2 for m in months[1:]), (months[0] - mean) ** 2) / MONTHS_N
     return ibis.ifelse(mean > 0, var.sqrt() / mean, ibis.null("float64"))
 

@@ -19,7 +19,6 @@ from fieldbank.portrait.families._common import (
     monthly_cv,
     months_with_value,
     outer_join_on_party,
-    with_monthly_totals,
 )
 from fieldbank.portrait.inputs import AsOf, Inputs
 from fieldbank.portrait.windows import PaymentAggregates, Window, full_aggregates, monthly
@@ -83,7 +82,6 @@ def compute(inp: Inputs, a: AsOf, agg: PaymentAggregates | None = None) -> ir.Ta
 def finish(agg: PaymentAggregates, a: AsOf) -> ir.Table:
     """The features from window sums (zero-filled) and the pair state; both paths call this."""
     h = agg.windows.select("party_id", *(w.name for w in WINDOWS))
-    h = with_monthly_totals(with_monthly_totals(h, "hh_spend"), "hh_inc")
     spend_months = month_columns(h, "hh_spend")
     assert len(spend_months) == MONTHS_N
     spend_growth = safe_div(h.hh_spend_minor_90d, h.hh_spend_prev90) - 1.0
@@ -93,7 +91,7 @@ def finish(agg: PaymentAggregates, a: AsOf) -> ir.Table:
     h = h.select(
         "party_id",
         *(f"hh_spend_minor_{w}d" for w in WINDOWS_DAYS),
-        hh_spend_month_mean_minor_360d=h.hh_spend_mean12,
+        hh_spend_month_mean_minor_360d=sum(spend_months[1:], spend_months[0]) / MONTHS_N,
         hh_spend_growth_90d=spend_growth,
         hh_essentials_share_90d=safe_div(h.hh_essentials_90d, h.hh_spend_minor_90d),
         hh_spend_cv_360d=monthly_cv(h, "hh_spend"),
