@@ -135,8 +135,9 @@ def finish_portrait_arrow(columns: dict[str, pa.ChunkedArray | pa.Array], as_of:
         if f.family == "thin_file":
             continue
         target = ARROW_TYPES[f.dtype]
-        col = pc.cast(columns[f.name], target)
-        out[f.name] = pc.fill_null(col, pa.scalar(0, target)) if f.fill_zero else col
+        col = columns[f.name]
+        col = col if col.type == target else pc.cast(col, target)
+        out[f.name] = pc.fill_null(col, pa.scalar(0, target)) if f.fill_zero and col.null_count else col
     out.update(thin_file.derive_arrow(out))
     return pa.table({name: out[name] for name in schema.names}).cast(schema)
 
