@@ -78,7 +78,7 @@ from fieldbank.portrait.windows import (
     window_sums,
 )
 
-STATE_VERSION = 5
+STATE_VERSION = 6
 MAX_ADVANCE_DAYS = 31  # further than this from the state's date: rebuild (cheaper than 31+ advances)
 STATE_DIR = "_portrait_state"
 
@@ -213,8 +213,16 @@ class _Windows:
 
 
 def _day_schema() -> pa.Schema:
-    """A day file of the day measures: party_id + one int64 per measure."""
-    return pa.schema([pa.field("party_id", pa.string()), *(pa.field(m, pa.int64()) for m in _measures_used())])
+    """A day file of the day measures: the party's row in the windows file (`party_row`, stable:
+    parties are only appended, and a rebuild rewrites both) + one int64 per measure, so an
+    advance reads the boundary days without looking 140k party ids up again."""
+    return pa.schema([pa.field("party_row", pa.int32()), *(pa.field(m, pa.int64()) for m in _measures_used())])
+
+
+def _day_table(windows: _Windows, t: pa.Table) -> pa.Table:
+    """Day measures keyed by party_id -> the day file's columns (party_row)."""
+    rows = pa.array(windows.index_of(t["party_id"]).astype(np.int32))
+    return t.drop_columns(["party_id"]).add_column(0, "party_row", rows).select(_day_schema().names).cast(_day_schema())
 
 
 def _windows_file(lake_dir: Path, as_of: dt.date) -> Path:
@@ -245,12 +253,12 @@ def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -
     r = r.filter(r.day < a.date, r.day >= a.start_date(MAX_WINDOW_DAYS))
     t = con.con.sql(duckdb_sql(con, day_measures(r, _measures_used()).order_by("day", "party_id"))).to_arrow_table()  # noqa: SLF001
     day_num = t["day"].cast(pa.int32()).to_numpy()
-    t = t.drop_columns(["day"])
+    t = _day_table(windows, t.drop_columns(["day"]))
     for k in range(MAX_WINDOW_DAYS, 0, -1):  # one file per day, empty files for days without payments
         day = as_of - dt.timedelta(days=k)
         n = (day - EPOCH_DAY).days
         lo, hi = np.searchsorted(day_num, n, "left"), np.searchsorted(day_num, n, "right")
-        _write_arrow(days_dir / f"{day}.arrow", t.slice(lo, hi - lo).cast(_day_schema()))
+        _write_arrow(days_dir / f"{day}.arrow", t.slice(lo, hi - lo))
     con.raw_sql(f'CREATE OR REPLACE TABLE pair_state AS SELECT *, {PAIR_KEY_SQL} AS k '
                 f'FROM ({duckdb_sql(con, pair_state(inp.pair_day, a))})')
     pairs = con.table("pair_state").drop("k")
@@ -265,7 +273,7 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, 
     new_day = new_as_of - dt.timedelta(days=1)
     r = rollups.read_rollup_days(con, lake_dir, "party_day", [new_day])
     t = con.con.sql(duckdb_sql(con, day_measures(r, _measures_used()))).to_arrow_table()  # noqa: SLF001
-    _write_arrow(days_dir / f"{new_day}.arrow", t.drop_columns(["day"]).cast(_day_schema()))
+    _write_arrow(days_dir / f"{new_day}.arrow", _day_table(windows, t.drop_columns(["day"])))
 
     def back(days: int) -> dt.date:  # the day `days` days before the new day
         return new_day - dt.timedelta(days=days)
@@ -280,7 +288,7 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, 
         assert path.exists(), f"{path} missing: delete {days_dir.parent} to rebuild the state"
         parts.append(_read_arrow(path))
     b = pa.concat_tables(parts)
-    idx = windows.index_of(b["party_id"])
+    idx = b["party_row"].to_numpy().astype(np.int64)
     measures = {m: b[m].cast(pa.int64()).to_numpy(zero_copy_only=False) for m in _measures_used()}
     rows = {}
     lo = 0
