@@ -101,24 +101,45 @@ def build_portrait(
     return finish_portrait(t, as_of)
 
 
-def _aligned_families(inp: Inputs, fams: list[ir.Table]) -> pa.Table:
+def _aligned_families(inp: Inputs, fams: list[ir.Table]) -> dict[str, pa.ChunkedArray | pa.Array]:
     """DuckDB: the families' tables side by side in Arrow, rows of the first (the parties,
     sorted by party_id), the others' rows looked up by party_id (null where a family has no
     row): what the chain of left joins computes, without hashing a growing payload of
     columns 6 times (0.45 s of the 5M-payment portrait's final query)."""
     con = inp.con
     base = duckdb_arrow(con, fams[0].order_by("party_id"))
-    keys = base["party_id"]
-    columns = dict(zip(base.column_names, base.columns, strict=True))
+    keys = base["party_id"].combine_chunks()
+    columns: dict[str, pa.ChunkedArray | pa.Array] = dict(zip(base.column_names, base.columns, strict=True))
     for fam in fams[1:]:
-        t = duckdb_arrow(con, fam)
+        t = duckdb_arrow(con, fam).combine_chunks()
         ids = t["party_id"]
-        assert pc.count_distinct(ids).as_py() == t.num_rows, f"duplicate party rows in {t.column_names[1:3]}"
-        idx = pc.index_in(keys, value_set=ids.combine_chunks())
+        # Each base row's row in the family (null: no row there, as a left join gives). Every
+        # family row matched once means no duplicates; otherwise count them (the slow check).
+        idx = pc.index_in(keys, value_set=ids)
+        if len(idx) - idx.null_count != t.num_rows:
+            assert pc.count_distinct(ids).as_py() == t.num_rows, f"duplicate party rows in {t.column_names[1:3]}"
         for name in t.column_names:
             if name != "party_id":
                 columns[name] = t[name].take(idx)
-    return pa.table(columns)
+    return columns
+
+
+def finish_portrait_arrow(columns: dict[str, pa.ChunkedArray | pa.Array], as_of: dt.date) -> pa.Table:
+    """`finish_portrait` on Arrow columns (the families' columns aligned on party_id): the same
+    fill, cast and thin-file flags, without a query over a 100k x 89 in-memory table."""
+    schema = portrait_schema()
+    n = len(columns["party_id"])
+    out: dict[str, pa.ChunkedArray | pa.Array] = {
+        "party_id": columns["party_id"], "as_of": pa.repeat(pa.scalar(as_of, pa.date32()), n)}
+    for f in catalog():
+        if f.family == "thin_file":
+            continue
+        target = ARROW_TYPES[f.dtype]
+        col = columns[f.name]
+        col = col if col.type == target else pc.cast(col, target)
+        out[f.name] = pc.fill_null(col, pa.scalar(0, target)) if f.fill_zero and col.null_count else col
+    out.update(thin_file.derive_arrow(out))
+    return pa.table({name: out[name] for name in schema.names}).cast(schema)
 
 
 def execute_portrait(
@@ -128,8 +149,8 @@ def execute_portrait(
     """Run the portrait on the inputs' engine; rows sorted by party_id, columns as the catalog."""
     try:
         if engine_of(inp.con) == "duckdb":
-            joined = _aligned_families(inp, family_tables(inp, as_of, agg, ranks, precomputed))
-            table = duckdb_arrow(inp.con, finish_portrait(ibis.memtable(joined), as_of))
+            columns = _aligned_families(inp, family_tables(inp, as_of, agg, ranks, precomputed))
+            table = finish_portrait_arrow(columns, as_of)
             ids = table["party_id"]
             if table.num_rows > 1 and not pc.all(pc.less(ids[:-1], ids[1:])).as_py():
                 table = table.sort_by("party_id")  # DuckDB keeps a scan's order in a projection; a safety net
