@@ -360,7 +360,7 @@ def test_dropped_database_connections_are_replaced(make_service, economy: Path, 
     svc = make_service(engine)
     parties = portrait_parties(economy)
     assert not svc.apply(app_for(parties[0]), "drop-1").replayed
-    held = [svc.read_engine.connect() for _ in range(svc.read_engine.pool.size())]
+    held = [svc.read_engine.connect() for _ in range(svc.read_engine.pool.checkedin())]  # the pooled ones
     pids = [c.connection.dbapi_connection.info.backend_pid for c in held]
     for c in held:
         c.close()

@@ -63,9 +63,11 @@ STEPS = ("validation", "fraud", "portrait", "scoring", "rules", "write")
 # are closed again after the request (a new PostgreSQL process each time).
 REQUEST_THREADS = 16
 # PostgreSQL reads are one short round trip each (autocommit), so a few connections serve
-# hundreds of decisions a second; the pool keeps and warms these, bursts borrow up to
-# REQUEST_THREADS (the worker threads that run the reads).
-PG_READ_POOL_SIZE = 4
+# hundreds of decisions a second: the pool opens these at start and more only when that many
+# reads run at once (at most REQUEST_THREADS, the threads that run them), and keeps every one
+# it opens: an overflow connection closed after each use would start a PostgreSQL process per
+# read under load.
+PG_READ_POOL_WARM = 4
 MAX_MODEL_REASONS = 4
 REQUIRED_TERMS = ("limit_income_months", "max_limit_minor", "margin_bps", "lgd")  # an approval's limit and price
 DECISIONS = Decision.__table__
@@ -157,8 +159,8 @@ def _read_engine_and_write_lock(engine: Engine) -> tuple[Engine, Any]:
     use instead (`_reading` retries once). No lock: row-level locking and the unique key do
     the work."""
     if engine.dialect.name == "postgresql":
-        return create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=PG_READ_POOL_SIZE,
-                             max_overflow=REQUEST_THREADS - PG_READ_POOL_SIZE), contextlib.nullcontext()
+        return create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=REQUEST_THREADS,
+                             max_overflow=0), contextlib.nullcontext()
     if engine.dialect.name != "sqlite" or ":memory:" in str(engine.url):
         return engine, contextlib.nullcontext()
     reader = create_engine(engine.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -225,7 +227,8 @@ class DecisionService:
             self.products = set(conn.execute(select(Product.product_code)).scalars())
         self.writer = GroupCommitWriter(engine, self._write_lock)
         if isinstance(self.read_engine.pool, QueuePool):
-            warm_pool(self.read_engine, min(self.read_engine.pool.size(), REQUEST_THREADS + 1))
+            postgresql = self.read_engine.dialect.name == "postgresql"
+            warm_pool(self.read_engine, PG_READ_POOL_WARM if postgresql else self.read_engine.pool.size() - 1)
 
     def close(self) -> None:
         self.writer.close()
