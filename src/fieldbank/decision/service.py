@@ -58,9 +58,9 @@ log = logging.getLogger("fieldbank.decision")
 T = TypeVar("T")
 DEFAULT_PRODUCT = "line-revolving"
 STEPS = ("validation", "fraud", "portrait", "scoring", "rules", "write")
-# Requests decided at once per process (the HTTP server's worker threads): below the database
-# pool's size, so a burst waits for a thread instead of opening overflow connections that
-# are closed again after the request (a new PostgreSQL process each time).
+# Worker threads per process (anyio's limiter): they run the sync routes and the PostgreSQL
+# reads of the async decision route. No more than the read pool holds, so a burst waits for a
+# thread instead of for a connection.
 REQUEST_THREADS = 16
 # PostgreSQL reads are one short round trip each (autocommit), so a few connections serve
 # hundreds of decisions a second: the pool opens these at start and more only when that many

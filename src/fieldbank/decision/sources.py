@@ -190,15 +190,13 @@ class RowScorer:
         self.matrix: np.ndarray | None = None
         self.pds: np.ndarray | None = None
         if n * p <= MAX_PRECOMPUTED_CELLS:
-            self.matrix = np.empty((n, p), dtype=np.float64)
-            for start in range(0, n, FastScorer.MAX_ROWS):
-                chunk = portrait.frame.iloc[start:start + FastScorer.MAX_ROWS]
-                self.matrix[start:start + len(chunk)] = scorer.matrix(chunk)
             k = min(MAX_SCORED_REASONS, p)
+            self.matrix = np.empty((n, p), dtype=np.float64)
             self.pds, self.reason_columns = np.empty(n), np.empty((n, k), dtype=np.int32)
             self.reason_impacts = np.empty((n, k))
-            for start in range(0, n, FastScorer.MAX_ROWS):
+            for start in range(0, n, FastScorer.MAX_ROWS):  # one chunk: its matrix, then its scores
                 rows = slice(start, min(n, start + FastScorer.MAX_ROWS))
+                self.matrix[rows] = scorer.matrix(portrait.frame.iloc[rows])
                 self.pds[rows], contrib = self._contributions(self.matrix[rows], num_threads=0)
                 order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
                 self.reason_columns[rows] = order

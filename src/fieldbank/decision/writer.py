@@ -86,9 +86,9 @@ class GroupCommitWriter:
             raise self._late(timeout_s) from None
 
     async def write_async(self, decision: dict[str, Any], shadow: dict[str, Any] | None = None) -> None:
-        """`write` for a coroutine: waits for the commit on the event loop, not on a thread. If
-        the caller is cancelled (the client went away) before the writer takes the row, the
-        row is not written; once taken, it is committed whatever happens to the caller."""
+        """`write` for a coroutine: waits for the commit on the event loop, not on a thread. A
+        queued row is committed whatever happens to the caller: asyncio.wait does not cancel
+        the row's future when the caller is cancelled (the client went away)."""
         pending = self._enqueue(decision, shadow, 0)
         waiter = asyncio.wrap_future(pending.done)
         done, _ = await asyncio.wait({waiter}, timeout=self.timeout_s)  # wait() does not cancel on timeout
@@ -132,8 +132,8 @@ class GroupCommitWriter:
                 except queue.Empty:
                     break
             stop = batch[-1] is _STOP
-            # From here a row's future cannot be cancelled; one cancelled before (its caller
-            # gone) is dropped unwritten.
+            # Mark the futures running, so nothing can cancel them mid-commit (nothing cancels
+            # them today; one that was cancelled would be dropped unwritten, never half-reported).
             work = [p for p in batch if p is not _STOP and p.done.set_running_or_notify_cancel()]
             if work:
                 self._commit(work)
