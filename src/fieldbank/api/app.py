@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     app.state.bank = bank
     app.state.decisions = decisions
-    app.router.add_event_handler("shutdown", decisions.close)
+    app.router.add_event_handler("shutdown", decisions.aclose)
     app.router.add_event_handler("startup", _limit_request_threads)
     install_error_handlers(app)
     app.include_router(bank_router)

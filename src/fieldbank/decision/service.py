@@ -23,6 +23,7 @@ returns the winner's stored response, so one key is one decision.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -35,7 +36,6 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import anyio.to_thread
 from sqlalchemy import Connection, DateTime, Engine, bindparam, create_engine, event, insert, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import QueuePool
@@ -50,6 +50,7 @@ from fieldbank.decision.models import Decision, DecisionAcceptance, ShadowScore
 from fieldbank.decision.policy import Policy, PolicyError, PolicyResult
 from fieldbank.decision.pricing import LimitParams, PricingParams, credit_limit_minor, price
 from fieldbank.decision.schemas import AcceptOut, ApplicationIn, DecisionOut, PolicyRef
+from fieldbank.decision.pg_async import AsyncPostgres
 from fieldbank.decision.writer import GroupCommitWriter
 from fieldbank.decision.sources import Snapshot, Sources
 from fieldbank.decision.store import migrate_decisions
@@ -58,9 +59,9 @@ log = logging.getLogger("fieldbank.decision")
 T = TypeVar("T")
 DEFAULT_PRODUCT = "line-revolving"
 STEPS = ("validation", "fraud", "portrait", "scoring", "rules", "write")
-# Worker threads per process (anyio's limiter): they run the sync routes and the PostgreSQL
-# reads of the async decision route. No more than the read pool holds, so a burst waits for a
-# thread instead of for a connection.
+# Worker threads per process (anyio's limiter): they run the sync routes (the web pages, replay,
+# accept). No more than the read pool holds, so a burst waits for a thread instead of for a
+# connection. The decision route itself runs on the event loop (apply_async).
 REQUEST_THREADS = 16
 # PostgreSQL reads are one short round trip each (autocommit), so a few connections serve
 # hundreds of decisions a second: the pool opens these at start and more only when that many
@@ -226,11 +227,15 @@ class DecisionService:
         with engine.connect() as conn:
             self.products = set(conn.execute(select(Product.product_code)).scalars())
         self.writer = GroupCommitWriter(engine, self._write_lock)
+        self._pg_async: AsyncPostgres | None = None  # the async route's PostgreSQL I/O, per loop
         if isinstance(self.read_engine.pool, QueuePool):
             postgresql = self.read_engine.dialect.name == "postgresql"
             warm_pool(self.read_engine, PG_READ_POOL_WARM if postgresql else self.read_engine.pool.size() - 1)
 
     def close(self) -> None:
+        if self._pg_async is not None:
+            self._pg_async.abandon()
+            self._pg_async = None
         self.writer.close()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
@@ -272,26 +277,31 @@ class DecisionService:
         return Applied(made.decision, made.timer.steps)
 
     async def apply_async(self, application: ApplicationIn, idempotency_key: str) -> Applied:
-        """`apply_timed` for the HTTP route: the decision's own steps run on the event loop, the
-        PostgreSQL read on a worker thread (SQLite's inline), and the request waits for its
-        group commit without holding a thread. Per decision that is at most four hand-offs
-        between threads instead of eight (loop -> request thread -> read -> request thread ->
-        writer -> request thread -> loop), each a wake-up and a wait for the GIL, which the
-        loop holds while it decides other applications."""
+        """`apply_timed` for the HTTP route, with no thread hand-off on the way: the decision's
+        own steps run on the event loop; on PostgreSQL the read and the commit do too
+        (pg_async.AsyncPostgres); on SQLite the read is inline (a local ~0.2 ms that never
+        waits for a writer in WAL mode) and the request awaits the writer thread's group commit."""
         draft = self._draft(application, idempotency_key)
-        if self.engine.dialect.name == "sqlite":
-            # A local read of ~0.2 ms that never waits for a writer (WAL): inline costs the loop
-            # less than two thread hand-offs, each a wait for the GIL.
+        pg = self._async_postgres()
+        if pg is None:
             stored, counts, exposure_minor = self._lookup(draft)
         else:
-            stored, counts, exposure_minor = await anyio.to_thread.run_sync(self._lookup, draft)
+            rows = await pg.fetch_all(self._lookup_sql_pg, self._lookup_params(draft))
+            stored, counts, exposure_minor = self._lookup_result(draft, rows)
         if stored is not None:
             return Applied(stored, {})
         made = self._decide(draft, counts, exposure_minor)
         try:
-            await self.writer.write_async(made.record, made.shadow)
+            if pg is None:
+                await self.writer.write_async(made.record, made.shadow)
+            else:
+                await pg.write(made.record, made.shadow)
         except IntegrityError:
-            stored = await anyio.to_thread.run_sync(self._by_key, idempotency_key, draft.request_hash)
+            if pg is None:
+                stored = self._by_key(idempotency_key, draft.request_hash)
+            else:
+                rows = await pg.fetch_all(self._by_key_sql_pg, {"key": idempotency_key})
+                stored = self._stored_response(rows[0] if rows else None, idempotency_key, draft.request_hash)
             if stored is None:
                 raise
             return Applied(stored, {})
@@ -545,28 +555,58 @@ class DecisionService:
         raise AssertionError("unreachable")
 
     def _lookup(self, draft: _Draft) -> tuple[DecisionOut | None, dict[str, int], int]:
-        """The decision stored under `key` (or IdempotencyConflict), the decisions in the
-        velocity window per party, phone and device, and the party's open limits with the
+        """The decision stored under the draft's key (or IdempotencyConflict), the decisions in
+        the velocity window per party, phone and device, and the party's open limits with the
         bank: one round trip, each count an index range scan."""
-        key, request_hash = draft.idempotency_key, draft.request_hash
+        params = self._lookup_params(draft)
+        return self._lookup_result(draft, self._reading(lambda conn: list(conn.execute(LOOKUP_SQL, params))))
+
+    def _lookup_params(self, draft: _Draft) -> dict[str, Any]:
         since = draft.now - dt.timedelta(hours=self.config.velocity_window_hours)
-        params = {"key": key, "party": draft.party_id, "phone": draft.phone, "device": draft.device, "since": since}
-        rows = self._reading(lambda conn: {r[0]: r for r in conn.execute(LOOKUP_SQL, params)})
+        return {"key": draft.idempotency_key, "party": draft.party_id, "phone": draft.phone, "device": draft.device,
+                "since": since}
+
+    def _lookup_result(self, draft: _Draft, result_rows: list) -> tuple[DecisionOut | None, dict[str, int], int]:
+        rows = {r[0]: r for r in result_rows}
         stored = None
         if "key" in rows:
-            if rows["key"][2] != request_hash:
-                raise IdempotencyConflict(key, "application")
-            stored = DecisionOut.model_validate_json(rows["key"][3]).model_copy(update={"replayed": True})
+            stored = self._stored_response(rows["key"][2:], draft.idempotency_key, draft.request_hash)
         counts = {k: int(rows[k][1]) for k in ("party", "phone", "device")}
         return stored, counts, int(rows["exposure"][1])
 
     def _by_key(self, key: str, request_hash: str) -> DecisionOut | None:
         row = self._reading(lambda conn: conn.execute(BY_KEY_SQL, {"key": key}).one_or_none())
+        return self._stored_response(row, key, request_hash)
+
+    @staticmethod
+    def _stored_response(row: Any, key: str, request_hash: str) -> DecisionOut | None:
+        """The stored (request_hash, response_json) as the replayed answer to `request_hash`."""
         if row is None:
             return None
-        if row.request_hash != request_hash:
+        if row[0] != request_hash:
             raise IdempotencyConflict(key, "application")
-        return DecisionOut.model_validate_json(row.response_json).model_copy(update={"replayed": True})
+        return DecisionOut.model_validate_json(row[1]).model_copy(update={"replayed": True})
+
+    def _async_postgres(self) -> AsyncPostgres | None:
+        """The running loop's AsyncPostgres (PostgreSQL only), made on first use. A test client
+        runs each app session on a new loop: the previous loop's connections are closed then."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        loop = asyncio.get_running_loop()
+        if self._pg_async is None or self._pg_async.loop is not loop:
+            if self._pg_async is not None:
+                self._pg_async.abandon()
+            self._pg_async = AsyncPostgres(self.engine)
+            self._lookup_sql_pg = self._pg_async.compile(LOOKUP_SQL)
+            self._by_key_sql_pg = self._pg_async.compile(BY_KEY_SQL)
+        return self._pg_async
+
+    async def aclose(self) -> None:
+        """Shutdown on the app's loop: commit the queued decisions, close the loop's connections."""
+        if self._pg_async is not None and self._pg_async.loop is asyncio.get_running_loop():
+            pg, self._pg_async = self._pg_async, None
+            await pg.aclose()
+        self.close()
 
     # ---- replay --------------------------------------------------------------------------
 

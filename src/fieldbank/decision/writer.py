@@ -44,6 +44,13 @@ class DecisionLogBusy(Exception):
     """The decision log could not take or commit the row in time; nothing was written."""
 
 
+def late_error(timeout_s: float) -> DecisionLogBusy:
+    # Still queued or mid-commit: we cannot say it was not written, so the client must retry
+    # with the same Idempotency-Key, which answers with the stored row if it landed.
+    return DecisionLogBusy(f"the decision log did not commit within {timeout_s} s; retry with the same "
+                           "Idempotency-Key")
+
+
 @dataclass
 class _Pending:
     decision: dict[str, Any]
@@ -83,7 +90,7 @@ class GroupCommitWriter:
         try:
             pending.done.result(timeout=timeout_s)
         except FutureTimeout:
-            raise self._late(timeout_s) from None
+            raise late_error(timeout_s) from None
 
     async def write_async(self, decision: dict[str, Any], shadow: dict[str, Any] | None = None) -> None:
         """`write` for a coroutine: waits for the commit on the event loop, not on a thread. A
@@ -93,7 +100,7 @@ class GroupCommitWriter:
         waiter = asyncio.wrap_future(pending.done)
         done, _ = await asyncio.wait({waiter}, timeout=self.timeout_s)  # wait() does not cancel on timeout
         if not done:
-            raise self._late(self.timeout_s)
+            raise late_error(self.timeout_s)
         waiter.result()
 
     def _enqueue(self, decision: dict[str, Any], shadow: dict[str, Any] | None, timeout_s: float) -> _Pending:
@@ -103,13 +110,6 @@ class GroupCommitWriter:
         except queue.Full:
             raise DecisionLogBusy(f"the decision log has {self.queue.qsize()} rows waiting; retry") from None
         return pending
-
-    @staticmethod
-    def _late(timeout_s: float) -> DecisionLogBusy:
-        # Still queued or mid-commit: we cannot say it was not written, so the client must
-        # retry with the same Idempotency-Key, which answers with the stored row if it landed.
-        return DecisionLogBusy(f"the decision log did not commit within {timeout_s} s; retry with the same "
-                               "Idempotency-Key")
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._stopping.set()

@@ -1,0 +1,94 @@
+"""The decision route's PostgreSQL I/O on the event loop (pg_async.AsyncPostgres): group
+commits, a duplicate key fails only its own request, a full queue is DecisionLogBusy and never a
+silent loss, killed backends are replaced, and closing commits what is queued."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from test_decision_writer import row
+
+from fieldbank.decision.models import Decision
+from fieldbank.decision.pg_async import AsyncPostgres
+from fieldbank.decision.store import migrate_decisions
+from fieldbank.decision.writer import DecisionLogBusy
+
+pytestmark = pytest.mark.pg
+
+
+@pytest.fixture
+def log_engine(pg_engine):  # noqa: ANN001, ANN201
+    migrate_decisions(pg_engine)
+    return pg_engine
+
+
+def stored_keys(engine) -> set[str]:  # noqa: ANN001
+    with engine.connect() as conn:
+        return set(conn.execute(select(Decision.idempotency_key)).scalars())
+
+
+def test_concurrent_rows_share_commits_and_a_duplicate_fails_alone(log_engine) -> None:  # noqa: ANN001
+    async def main() -> tuple[list, int, list]:
+        pg = AsyncPostgres(log_engine)
+        grouped = await asyncio.gather(*(pg.write(row(n)) for n in range(40)))
+        batches = pg.batches
+        # A batch with a duplicate fails whole; it is written again row by row.
+        mixed = await asyncio.gather(*(pg.write(row(n)) for n in range(40, 45)), pg.write(row(99, key="key-7")),
+                                     return_exceptions=True)
+        await pg.aclose()
+        return grouped, batches, mixed
+
+    grouped, batches, mixed = asyncio.run(main())
+    assert grouped == [None] * 40
+    assert batches < 40  # rows that queued during a commit went into the next one together
+    assert mixed[:5] == [None] * 5 and isinstance(mixed[5], IntegrityError)  # key-7 was taken by row 7
+    assert stored_keys(log_engine) == {f"key-{n}" for n in range(45)}
+
+
+def test_a_full_queue_is_busy_and_every_accepted_row_is_committed(log_engine) -> None:  # noqa: ANN001
+    async def main() -> list:
+        pg = AsyncPostgres(log_engine, max_queue=3)
+        outcomes = await asyncio.gather(*(pg.write(row(n)) for n in range(20)), return_exceptions=True)
+        await pg.aclose()
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    busy = [n for n, o in enumerate(outcomes) if isinstance(o, DecisionLogBusy)]
+    written = [n for n, o in enumerate(outcomes) if o is None]
+    assert busy and written and len(busy) + len(written) == 20
+    assert stored_keys(log_engine) == {f"key-{n}" for n in written}
+
+
+def test_killed_backends_are_replaced_for_reads_and_writes(log_engine) -> None:  # noqa: ANN001
+    async def main() -> list:
+        pg = AsyncPostgres(log_engine, read_connections=2)
+        await pg.write(row(1))
+        await asyncio.gather(*(pg.fetch_all("SELECT pg_sleep(0.05)", {}) for _ in range(2)))  # opens both
+        pids = [c.info.backend_pid for c in [*pg._idle, pg._write_conn]]  # noqa: SLF001
+        with log_engine.connect() as admin:
+            killed = [admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": p}).scalar_one() for p in pids]
+        assert killed == [True, True, True]
+        await asyncio.sleep(0.1)  # let the terminations land
+        got = await pg.fetch_all("SELECT count(*) FROM decisions", {})
+        await pg.write(row(2))
+        await pg.aclose()
+        return got
+
+    assert asyncio.run(main()) == [(1,)]
+    assert stored_keys(log_engine) == {"key-1", "key-2"}
+
+
+def test_close_commits_what_is_queued(log_engine) -> None:  # noqa: ANN001
+    async def main() -> None:
+        pg = AsyncPostgres(log_engine)
+        writes = [asyncio.ensure_future(pg.write(row(n))) for n in range(10)]
+        await asyncio.sleep(0)  # every write is queued
+        await pg.aclose()
+        await asyncio.gather(*writes)
+
+    asyncio.run(main())
+    with log_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Decision)).scalar_one() == 10
