@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fieldbank.decision.policy import PROBE_FACTS, FactsError, Policy, PolicyError
 
@@ -133,3 +135,46 @@ def _set(doc, node_id, key, value):
 def _cell(doc, node_id, row, column, value):
     _table(doc, node_id)["content"]["rules"][row][column] = value
     return doc
+
+
+APPLICANTS = st.fixed_dictionaries({
+    "pd_12m": st.floats(0.0, 1.0), "thin_file": st.booleans(), "age_years": st.none() | st.integers(10, 100),
+    "months_observed": st.integers(0, 60), "monthly_revenue_minor": st.integers(0, 50_000_000),
+    "monthly_income_minor": st.integers(0, 10_000_000), "existing_exposure_minor": st.integers(0, 50_000_000),
+    "requested_amount_minor": st.integers(1, 100_000_000), "term_days": st.integers(7, 720),
+    "fraud_flags": st.integers(0, 3), "kind": st.sampled_from(["business", "household"]),
+    "sanctions_hit": st.booleans(), "scored": st.booleans(),
+})
+
+
+@pytest.mark.parametrize("path", [CHAMPION, ROOT / "policies" / "candidate_tight_cutoff.json"], ids=["champion",
+                                                                                                   "candidate"])
+@settings(max_examples=150, deadline=None)
+@given(applicant=APPLICANTS)
+def test_the_result_names_the_same_hits_as_the_engine_trace(path: Path, applicant: dict) -> None:
+    """evaluate() reads the hit rows from the `rule` names in the result (no trace, cheaper):
+    for any applicant they are exactly the rows the engine's trace reports."""
+    policy = _loaded(path)
+    traced, from_result = policy.hits_from_trace(applicant)
+    assert traced == from_result
+    hit_rules = {r["rule"] for r in policy.evaluate(applicant).rule_outcomes if r["hit"]}
+    assert hit_rules == {r.rule for r in traced}
+
+
+_POLICIES: dict[Path, Policy] = {}
+
+
+def _loaded(path: Path) -> Policy:
+    if path not in _POLICIES:
+        _POLICIES[path] = Policy.load(path)
+    return _POLICIES[path]
+
+
+def test_an_output_path_named_like_a_fact_is_rejected(tmp_path: Path) -> None:
+    doc = json.loads(CHAMPION.read_text())
+    table = next(n for n in doc["nodes"] if n["type"] == "decisionTableNode")
+    table["content"]["outputPath"] = "pd_12m"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(PolicyError, match="outputPath, not a fact's name"):
+        Policy.load(bad)
