@@ -64,21 +64,24 @@ def test_a_full_queue_is_busy_and_every_accepted_row_is_committed(log_engine) ->
 
 def test_killed_backends_are_replaced_for_reads_and_writes(log_engine) -> None:  # noqa: ANN001
     async def main() -> list:
-        pg = AsyncPostgres(log_engine, read_connections=2)
-        await pg.write(row(1))
+        pg = AsyncPostgres(log_engine, read_connections=2, write_connections=2)
+        for n in (1, 2):  # one after the other: the two writers take turns, so both connect
+            await pg.write(row(n))
         await asyncio.gather(*(pg.fetch_all("SELECT pg_sleep(0.05)", {}) for _ in range(2)))  # opens both
-        pids = [c.info.backend_pid for c in [*pg._idle, pg._write_conn]]  # noqa: SLF001
+        pids = [c.info.backend_pid for c in pg._connections()]  # noqa: SLF001
+        assert len(pids) == 4
         with log_engine.connect() as admin:
             killed = [admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": p}).scalar_one() for p in pids]
-        assert killed == [True, True, True]
+        assert killed == [True] * 4
         await asyncio.sleep(0.1)  # let the terminations land
         got = await pg.fetch_all("SELECT count(*) FROM decisions", {})
-        await pg.write(row(2))
+        for n in (3, 4):
+            await pg.write(row(n))
         await pg.aclose()
         return got
 
-    assert asyncio.run(main()) == [(1,)]
-    assert stored_keys(log_engine) == {"key-1", "key-2"}
+    assert asyncio.run(main()) == [(2,)]
+    assert stored_keys(log_engine) == {"key-1", "key-2", "key-3", "key-4"}
 
 
 def test_close_commits_what_is_queued(log_engine) -> None:  # noqa: ANN001

@@ -11,9 +11,10 @@ PostgreSQL and for the loop's other work, never for a thread hand-off.
 
 - Reads: up to `read_connections` autocommit connections (one round trip a read; psycopg
   prepares a statement after its fifth use and keeps it, as autocommit does not drop it).
-- Writes: rows queue on the loop; one task commits whatever has queued (up to max_batch) in
-  one pipelined transaction (BEGIN, the INSERTs, COMMIT in one round trip), like the
-  threaded GroupCommitWriter, and each request's future is resolved when its row is durable.
+- Writes: rows queue on the loop; a writer task commits whatever has queued (up to
+  max_batch) in one pipelined transaction (BEGIN, the INSERTs, COMMIT in one round trip),
+  like the threaded GroupCommitWriter, and each request's future is resolved when its row
+  is durable. Two writers, each on its own connection, so two commits can be in flight.
 - A connection found broken (database restart, killed backend) is dropped and the read or
   batch tried once more on a new one. Errors are re-raised as SQLAlchemy's (IntegrityError
   for a duplicate Idempotency-Key), so the service handles both paths alike.
@@ -42,6 +43,10 @@ SHADOW = ShadowScore.__table__
 # Concurrent reads per process. A lookup is one ~0.3 ms round trip, so 4 serve thousands a
 # second; a burst beyond that waits on the semaphore, not for a new PostgreSQL process.
 READ_CONNECTIONS = 4
+# Commits in flight at once: while one batch waits for its WAL flush, the next is already on
+# its way on the other connection (PostgreSQL flushes concurrent commits together), so a slow
+# flush delays one batch instead of every batch queued behind it.
+WRITE_CONNECTIONS = 2
 CONNECT_TIMEOUT_S = 10
 
 
@@ -53,10 +58,11 @@ class _Row:
 
 
 class AsyncPostgres:
-    def __init__(self, engine: Engine, *, read_connections: int = READ_CONNECTIONS, max_batch: int = MAX_BATCH,
-                 max_queue: int = MAX_QUEUE, timeout_s: float = WRITE_TIMEOUT_S) -> None:
+    def __init__(self, engine: Engine, *, read_connections: int = READ_CONNECTIONS,
+                 write_connections: int = WRITE_CONNECTIONS, max_batch: int = MAX_BATCH, max_queue: int = MAX_QUEUE,
+                 timeout_s: float = WRITE_TIMEOUT_S) -> None:
         assert engine.dialect.name == "postgresql", engine.dialect.name
-        assert read_connections >= 1 and max_batch >= 1
+        assert read_connections >= 1 and write_connections >= 1 and max_batch >= 1
         self.loop = asyncio.get_running_loop()
         self.dialect = engine.dialect
         # The engine's URL (schema in its options) as a libpq URI: drop SQLAlchemy's "+psycopg".
@@ -65,12 +71,13 @@ class AsyncPostgres:
         self.timeout_s = timeout_s
         self._idle: list[psycopg.AsyncConnection] = []
         self._read_slots = asyncio.Semaphore(read_connections)
-        self._write_conn: psycopg.AsyncConnection | None = None
+        self._write_conns: list[psycopg.AsyncConnection | None] = [None] * write_connections
         self._queue: asyncio.Queue[_Row | None] = asyncio.Queue(maxsize=max_queue)
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
         self.batches = 0
         self.rows = 0
-        self._writer = self.loop.create_task(self._write_loop(), name="decision-log-writer")
+        self._writers = [self.loop.create_task(self._write_loop(i), name=f"decision-log-writer-{i}")
+                         for i in range(write_connections)]
 
     def compile(self, statement: ClauseElement) -> str:
         """A SQLAlchemy statement as psycopg SQL (named %(x)s parameters)."""
@@ -122,26 +129,27 @@ class AsyncPostgres:
             raise late_error(self.timeout_s)
         row.done.result()
 
-    async def _write_loop(self) -> None:
+    async def _write_loop(self, slot: int) -> None:
+        """One writer: take what has queued (up to max_batch rows), commit it on connection `slot`."""
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and batch[-1] is not None and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             work = [r for r in batch if r is not None]
             if work:
-                await self._commit(work)
+                await self._commit(slot, work)
             if batch[-1] is None:
                 return
 
-    async def _commit(self, work: list[_Row]) -> None:
+    async def _commit(self, slot: int, work: list[_Row]) -> None:
         try:
-            await self._insert(work)
+            await self._insert(slot, work)
         except IntegrityError as e:
             if len(work) == 1:
                 _resolve(work[0].done, e)
                 return
             for r in work:  # find the duplicate(s): each row alone
-                await self._commit([r])
+                await self._commit(slot, [r])
             return
         except Exception as e:  # the database is down, full, ...: every waiting request fails
             log.exception("decision log: committing %d decisions failed", len(work))
@@ -153,14 +161,14 @@ class AsyncPostgres:
         for r in work:
             _resolve(r.done, None)
 
-    async def _insert(self, work: list[_Row]) -> None:
+    async def _insert(self, slot: int, work: list[_Row]) -> None:
         decisions = [r.decision for r in work]
         shadows = [r.shadow for r in work if r.shadow is not None]
         statement = self._insert_sql(DECISIONS, decisions[0])
         for attempt in (1, 2):
-            if self._write_conn is None:
-                self._write_conn = await self._connect()
-            conn = self._write_conn
+            if self._write_conns[slot] is None:
+                self._write_conns[slot] = await self._connect()
+            conn = self._write_conns[slot]
             try:
                 async with conn.pipeline(), conn.transaction(), conn.cursor() as cursor:
                     await cursor.executemany(statement, decisions)
@@ -170,7 +178,7 @@ class AsyncPostgres:
             except psycopg.Error as e:
                 if not conn.broken:
                     raise self._sqlalchemy_error(statement, e, conn) from e
-                self._write_conn = None
+                self._write_conns[slot] = None
                 await conn.close()
                 if attempt == 2:
                     raise self._sqlalchemy_error(statement, e, conn) from e
@@ -191,22 +199,27 @@ class AsyncPostgres:
 
     async def aclose(self) -> None:
         """Commit what is queued, then close every connection."""
-        await self._queue.put(None)
-        await self._writer
-        for conn in [*self._idle, *([self._write_conn] if self._write_conn else [])]:
+        for _ in self._writers:  # each writer stops at its None, after the rows queued before it
+            await self._queue.put(None)
+        await asyncio.gather(*self._writers)
+        for conn in self._connections():
             await conn.close()
         self._idle.clear()
-        self._write_conn = None
+        self._write_conns = [None] * len(self._writers)
 
     def abandon(self) -> None:
         """Close the connections without the loop (it has stopped: a test client's loop). Rows
         can only be queued on a running loop, and each request awaited its own commit, so
         nothing is left unwritten."""
-        self._writer.cancel()
-        for conn in [*self._idle, *([self._write_conn] if self._write_conn else [])]:
+        for writer in self._writers:
+            writer.cancel()
+        for conn in self._connections():
             conn.pgconn.finish()
         self._idle.clear()
-        self._write_conn = None
+        self._write_conns = [None] * len(self._writers)
+
+    def _connections(self) -> list[psycopg.AsyncConnection]:
+        return [*self._idle, *(c for c in self._write_conns if c is not None)]
 
 
 def _resolve(done: asyncio.Future, error: BaseException | None) -> None:
