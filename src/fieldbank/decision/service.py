@@ -50,6 +50,7 @@ from fieldbank.decision.models import Decision, DecisionAcceptance, ShadowScore
 from fieldbank.decision.policy import Policy, PolicyError, PolicyResult
 from fieldbank.decision.pricing import LimitParams, PricingParams, credit_limit_minor, price
 from fieldbank.decision.schemas import AcceptOut, ApplicationIn, DecisionOut, PolicyRef
+from fieldbank.decision.loop_writer import LoopGroupCommit, SQLiteLoopWriter
 from fieldbank.decision.pg_async import AsyncPostgres
 from fieldbank.decision.writer import GroupCommitWriter
 from fieldbank.decision.sources import Snapshot, Sources
@@ -227,15 +228,15 @@ class DecisionService:
         with engine.connect() as conn:
             self.products = set(conn.execute(select(Product.product_code)).scalars())
         self.writer = GroupCommitWriter(engine, self._write_lock)
-        self._pg_async: AsyncPostgres | None = None  # the async route's PostgreSQL I/O, per loop
+        self._on_loop: LoopGroupCommit | None = None  # the async route's group commit (and PostgreSQL reads)
         if isinstance(self.read_engine.pool, QueuePool):
             postgresql = self.read_engine.dialect.name == "postgresql"
             warm_pool(self.read_engine, PG_READ_POOL_WARM if postgresql else self.read_engine.pool.size() - 1)
 
     def close(self) -> None:
-        if self._pg_async is not None:
-            self._pg_async.abandon()
-            self._pg_async = None
+        if self._on_loop is not None:
+            self._on_loop.abandon()
+            self._on_loop = None
         self.writer.close()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
@@ -277,10 +278,10 @@ class DecisionService:
         return Applied(made.decision, made.timer.steps)
 
     async def apply_async(self, application: ApplicationIn, idempotency_key: str) -> Applied:
-        """`apply_timed` for the HTTP route, with no thread hand-off on the way: the decision's
-        own steps run on the event loop; on PostgreSQL the read and the commit do too
-        (pg_async.AsyncPostgres); on SQLite the read is inline (a local ~0.2 ms that never
-        waits for a writer in WAL mode) and the request awaits the writer thread's group commit."""
+        """`apply_timed` for the HTTP route, with no thread hand-off on the way (loop_writer.py
+        says why): the decision's steps and its commit run on the event loop; on PostgreSQL the
+        read does too (pg_async.AsyncPostgres), on SQLite it is inline (a local ~0.2 ms read
+        that never waits for a writer in WAL mode)."""
         draft = self._draft(application, idempotency_key)
         pg = self._async_postgres()
         if pg is None:
@@ -292,10 +293,11 @@ class DecisionService:
             return Applied(stored, {})
         made = self._decide(draft, counts, exposure_minor)
         try:
-            if pg is None:
+            on_loop = self._loop_writer()
+            if on_loop is None:  # in-memory SQLite: its one connection is the writer thread's
                 await self.writer.write_async(made.record, made.shadow)
             else:
-                await pg.write(made.record, made.shadow)
+                await on_loop.write(made.record, made.shadow)
         except IntegrityError:
             if pg is None:
                 stored = self._by_key(idempotency_key, draft.request_hash)
@@ -588,24 +590,37 @@ class DecisionService:
         return DecisionOut.model_validate_json(row[1]).model_copy(update={"replayed": True})
 
     def _async_postgres(self) -> AsyncPostgres | None:
-        """The running loop's AsyncPostgres (PostgreSQL only), made on first use. A test client
-        runs each app session on a new loop: the previous loop's connections are closed then."""
+        """The running loop's AsyncPostgres (PostgreSQL only)."""
         if self.engine.dialect.name != "postgresql":
             return None
+        writer = self._loop_writer()
+        assert isinstance(writer, AsyncPostgres)
+        return writer
+
+    def _loop_writer(self) -> LoopGroupCommit | None:
+        """The running loop's group commit, made on first use: AsyncPostgres on PostgreSQL,
+        SQLiteLoopWriter on an SQLite file (an in-memory database has one connection: the
+        writer thread's). A test client runs each app session on a new loop: the previous
+        loop's connections are closed then."""
         loop = asyncio.get_running_loop()
-        if self._pg_async is None or self._pg_async.loop is not loop:
-            if self._pg_async is not None:
-                self._pg_async.abandon()
-            self._pg_async = AsyncPostgres(self.engine)
-            self._lookup_sql_pg = self._pg_async.compile(LOOKUP_SQL)
-            self._by_key_sql_pg = self._pg_async.compile(BY_KEY_SQL)
-        return self._pg_async
+        if self._on_loop is None or self._on_loop.loop is not loop:
+            if self._on_loop is not None:
+                self._on_loop.abandon()
+            if self.engine.dialect.name == "postgresql":
+                self._on_loop = AsyncPostgres(self.engine)
+                self._lookup_sql_pg = self._on_loop.compile(LOOKUP_SQL)
+                self._by_key_sql_pg = self._on_loop.compile(BY_KEY_SQL)
+            elif ":memory:" in str(self.engine.url):
+                return None
+            else:
+                self._on_loop = SQLiteLoopWriter(self.engine, self._write_lock)
+        return self._on_loop
 
     async def aclose(self) -> None:
         """Shutdown on the app's loop: commit the queued decisions, close the loop's connections."""
-        if self._pg_async is not None and self._pg_async.loop is asyncio.get_running_loop():
-            pg, self._pg_async = self._pg_async, None
-            await pg.aclose()
+        if self._on_loop is not None and self._on_loop.loop is asyncio.get_running_loop():
+            on_loop, self._on_loop = self._on_loop, None
+            await on_loop.aclose()
         self.close()
 
     # ---- replay --------------------------------------------------------------------------
