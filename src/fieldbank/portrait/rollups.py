@@ -115,8 +115,8 @@ def rollups_dir(lake_dir: Path) -> Path:
     return Path(lake_dir) / "_rollups"
 
 
-def read_rollup(con: ibis.BaseBackend, lake_dir: Path, name: str) -> ir.Table:
-    return read_parquet_dir(con, rollups_dir(lake_dir) / name, SCHEMAS[name])
+def read_rollup(con: ibis.BaseBackend, lake_dir: Path, name: str, view_name: str | None = None) -> ir.Table:
+    return read_parquet_dir(con, rollups_dir(lake_dir) / name, SCHEMAS[name], view_name)
 
 
 def read_rollup_days(con: ibis.BaseBackend, lake_dir: Path, name: str, days: list[dt.date]) -> ir.Table:

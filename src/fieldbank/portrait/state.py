@@ -53,6 +53,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,7 @@ from fieldbank.portrait.engine import configure_duckdb, date_literal, duckdb_sql
 from fieldbank.portrait.families import bills
 from fieldbank.portrait.inputs import AsOf, Inputs, load_inputs
 from fieldbank.portrait.pipeline import ALL_WINDOWS, execute_portrait
+from fieldbank.portrait.sqlcache import SqlTemplates, cache_key
 from fieldbank.portrait.windows import (
     MAX_WINDOW_DAYS,
     MEASURES,
@@ -392,7 +394,7 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
     Returns the state's connection, the lake's inputs on it, and what was done."""
     lake_dir = Path(lake_dir)
     con = _connect(lake_dir)
-    inp = load_inputs(con, lake_dir, use_rollups=True)  # updates the rollups first
+    inp = load_inputs(con, lake_dir, use_rollups=True, named_views=True)  # updates the rollups first
     files_now = _manifest_files(lake_dir)
     meta = _read_meta(con)
     reason = _stale_reason(meta, files_now, as_of, lake_dir)
@@ -495,9 +497,9 @@ def _update_bills(con: ibis.BaseBackend, inp: Inputs, lake_dir: Path, meta: dict
     return f"{n[0] if n else 0} parties recomputed"
 
 
-def state_families(con: ibis.BaseBackend, as_of: dt.date) -> dict[str, ir.Table]:
+def state_families(con: ibis.BaseBackend) -> dict[str, Callable[[AsOf], ir.Table]]:
     """The families the state keeps up to date itself, for `execute_portrait(precomputed=...)`."""
-    return {bills.__name__: bills.finish(con.table("bills_partials"), AsOf(as_of))}
+    return {bills.__name__: lambda a: bills.finish(con.table("bills_partials"), a)}
 
 
 def state_aggregates(con: ibis.BaseBackend) -> PaymentAggregates:
@@ -505,9 +507,23 @@ def state_aggregates(con: ibis.BaseBackend) -> PaymentAggregates:
                              payees=con.table("payee_aggregates"), payers=con.table("payer_aggregates"))
 
 
-def portrait_from_state(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date) -> pa.Table:
-    """The portrait of `as_of` from a state brought to `as_of` by `update_state`."""
-    return execute_portrait(inp, as_of, agg=state_aggregates(con), precomputed=state_families(con, as_of))
+def sql_templates(con: ibis.BaseBackend, inp: Inputs, lake_dir: Path) -> SqlTemplates:
+    """The compiled-SQL cache of the portrait from the state (sqlcache.py), kept in the state's
+    directory: the lake's views and the state's tables have the same names in every run."""
+    inputs = [inp.parties, inp.party_day, inp.pair_day, inp.invoices, inp.bills, inp.loans]
+    key = cache_key(con, f"portrait from state, {definitions_fingerprint()}", inputs)
+    return SqlTemplates.load(key, state_path(lake_dir).parent / "sql")
+
+
+def portrait_from_state(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, lake_dir: Path | None = None) -> pa.Table:
+    """The portrait of `as_of` from a state brought to `as_of` by `update_state`. The queries'
+    compiled SQL is cached in this process and, given `lake_dir`, in the state's directory."""
+    cache = sql_templates(con, inp, lake_dir) if lake_dir is not None else None
+    if cache is None:
+        return execute_portrait(inp, as_of, agg=state_aggregates(con), precomputed=state_families(con))
+    # The aggregates' tables are looked up only if a query's template must be made.
+    return execute_portrait(inp, as_of, agg=lambda _: state_aggregates(con), precomputed=state_families(con),
+                            sql_cache=cache)
 
 
 def latest_portrait(lake_dir: Path, as_of: dt.date) -> tuple[pa.Table, StateUpdate]:
@@ -515,7 +531,7 @@ def latest_portrait(lake_dir: Path, as_of: dt.date) -> tuple[pa.Table, StateUpda
     columns and values as `execute_portrait` on the full path."""
     con, inp, update = update_state(lake_dir, as_of)
     try:
-        table = portrait_from_state(con, inp, as_of)
+        table = portrait_from_state(con, inp, as_of, lake_dir)
     finally:
         con.disconnect()
     return table, update
