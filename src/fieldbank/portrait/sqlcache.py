@@ -134,14 +134,15 @@ class SqlTemplates:
     @classmethod
     def load(cls, key: str, directory: Path | None = None) -> SqlTemplates:
         templates = _IN_MEMORY.setdefault(key, {})
-        if not templates and directory is not None:
-            path = Path(directory) / f"{key}.json"
-            if path.exists():
-                try:
-                    templates.update(json.loads(path.read_text()))
-                except (OSError, ValueError):  # a torn or foreign file: remake the templates
-                    templates.clear()
-        return cls(key, directory, templates)
+        on_disk = directory is not None and (Path(directory) / f"{key}.json").exists()
+        if not templates and on_disk:
+            try:
+                templates.update(json.loads((Path(directory) / f"{key}.json").read_text()))
+            except (OSError, ValueError):  # a torn or foreign file: remake the templates
+                templates.clear()
+        # Templates made in this process for another directory (or whose file was deleted)
+        # are written to this one on the next save.
+        return cls(key, directory, templates, dirty=bool(templates) and directory is not None and not on_disk)
 
     def sql(self, con: ibis.BaseBackend, name: str, build: Callable[[AsOf], ir.Table], day: dt.date) -> str:
         """The SQL of `build(AsOf(day))`, from its template; `build` runs only to make one."""
