@@ -481,7 +481,7 @@ def main_lake_figures(args: argparse.Namespace, parties: int, work: Path, as_of:
         def incremental_portrait() -> tuple[float, float, pa.Table]:
             state_s, (con, inp, update) = timed(lambda: update_state(lake, as_of))
             assert (update.action, update.days) == ("advanced", 1), update
-            portrait_s, table = timed(lambda: portrait_from_state(con, inp, as_of))
+            portrait_s, table = timed(lambda: portrait_from_state(con, inp, as_of, lake))
             con.disconnect()
             return state_s, portrait_s, table
 

@@ -77,13 +77,23 @@ def parquet_files(directory: Path) -> list[Path]:
     )
 
 
-def read_parquet_dir(con: ibis.BaseBackend, directory: Path, schema: pa.Schema) -> ir.Table:
+def read_parquet_dir(con: ibis.BaseBackend, directory: Path, schema: pa.Schema, view_name: str | None = None) -> ir.Table:
     """All Parquet files under `directory` (hive month=... partitions allowed), as `schema`.
 
     The partition column is dropped: every file already carries the contract's columns.
     An absent or empty directory reads as an empty table with the schema.
+    `view_name` (DuckDB): the view's name instead of a generated one, so the SQL compiled
+    over it is the same in every process (see sqlcache.py); it replaces a view of that name.
     """
     files = parquet_files(directory)
+    if view_name is not None:
+        assert engine_of(con) == "duckdb", "view_name is for DuckDB"
+        if not files:  # registered under the name, not a memtable (whose name is generated)
+            con.con.register(view_name, schema.empty_table())  # noqa: SLF001
+            return con.table(view_name).select(*schema.names)
+        t = con.read_parquet([str(f) for f in files], table_name=view_name, hive_partitioning=False,
+                             union_by_name=False)
+        return t.select(*schema.names)
     if not files:
         return ibis.memtable(schema.empty_table())
     if engine_of(con) == "duckdb":
@@ -93,9 +103,9 @@ def read_parquet_dir(con: ibis.BaseBackend, directory: Path, schema: pa.Schema) 
     return t.select(*schema.names)
 
 
-def read_lake_table(con: ibis.BaseBackend, lake_dir: Path, table: str) -> ir.Table:
+def read_lake_table(con: ibis.BaseBackend, lake_dir: Path, table: str, view_name: str | None = None) -> ir.Table:
     """One event table of the lake as an Ibis table with exactly the contract's columns."""
-    return read_parquet_dir(con, Path(lake_dir) / table, TABLES[table].schema)
+    return read_parquet_dir(con, Path(lake_dir) / table, TABLES[table].schema, view_name)
 
 
 def midnight_utc(day: dt.date) -> dt.datetime:

@@ -77,19 +77,28 @@ def pagerank_joins(
     return rank.select("node_id", "rank", "nodes_n")
 
 
+def edge_weights(edges: ir.Table) -> ir.Table:
+    """(src, dst, weight) summed per edge as float64: what `pagerank_arrow` iterates over."""
+    return edges.group_by("src", "dst").aggregate(weight=edges.weight.sum().cast("float64"))
+
+
 def pagerank_local(
     con: ibis.BaseBackend, edges: ir.Table, damping: float = DAMPING, iterations: int = ITERATIONS
 ) -> ir.Table:
     """`pagerank_joins` computed in memory: same inputs, output columns and arithmetic (sums
     may round in another order); the result is a temporary table on `con`."""
+    ranks = pagerank_arrow(duckdb_arrow(con, edge_weights(edges)), damping, iterations)
+    return materialize(con, ibis.memtable(ranks))
+
+
+def pagerank_arrow(e: pa.Table, damping: float = DAMPING, iterations: int = ITERATIONS) -> pa.Table:
+    """(node_id, rank, nodes_n) from the summed edges `e` (src, dst, weight: `edge_weights`), in numpy."""
     assert 0 < damping < 1 and 1 <= iterations <= MAX_ITERATIONS
-    e = duckdb_arrow(con, edges.group_by("src", "dst").aggregate(weight=edges.weight.sum().cast("float64")))
     ids = pc.unique(pa.chunked_array(e["src"].chunks + e["dst"].chunks, type=pa.string()))
     n = len(ids)
     if n == 0:
-        return materialize(con, ibis.memtable(pa.table({
-            "node_id": pa.array([], pa.string()), "rank": pa.array([], pa.float64()),
-            "nodes_n": pa.array([], pa.float64())})))
+        return pa.table({"node_id": pa.array([], pa.string()), "rank": pa.array([], pa.float64()),
+                         "nodes_n": pa.array([], pa.float64())})
     src = pc.index_in(e["src"], value_set=ids).to_numpy()
     dst = pc.index_in(e["dst"], value_set=ids).to_numpy()
     weight = e["weight"].to_numpy()
@@ -103,4 +112,4 @@ def pagerank_local(
         inflow = np.bincount(dst, weights=rank[src] * frac, minlength=n)
         rank = (1.0 - damping) / n + damping * (inflow + rank[dangling_node].sum() / n)
     assert abs(rank.sum() - 1.0) < 1e-6, f"PageRank mass {rank.sum()} != 1"
-    return materialize(con, ibis.memtable(pa.table({"node_id": ids, "rank": rank, "nodes_n": np.full(n, float(n))})))
+    return pa.table({"node_id": ids, "rank": rank, "nodes_n": np.full(n, float(n))})

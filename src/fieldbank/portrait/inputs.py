@@ -56,27 +56,37 @@ class Inputs:
     loans: ir.Table
 
 
-def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True) -> Inputs:
+def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
+                named_views: bool = False) -> Inputs:
     """Tables of the lake at `lake_dir`. With `use_rollups`, payments come from the persisted
     daily rollups (updated first, incrementally); otherwise the rollups are expressions over
     the raw payments, evaluated inside each portrait's queries (the pipeline reads them once
     per date: one pass for all window sums, one for the pair state), so the engine pushes
-    each query's filters and projections down to the raw scan."""
+    each query's filters and projections down to the raw scan.
+
+    `named_views` (DuckDB, rollups): every table is a view named `lake_<table>` (replacing
+    any view of that name on `con`), so the SQL compiled over the inputs is the same in every
+    process and can be kept (sqlcache.py). Otherwise the names are generated per process."""
     lake_dir = Path(lake_dir)
+
+    def _name(table: str) -> str | None:
+        return f"lake_{table}" if named_views else None
+
     if use_rollups:
         rollups.update_rollups(lake_dir)
-        party_day = rollups.read_rollup(con, lake_dir, "party_day")
-        pair_day = rollups.read_rollup(con, lake_dir, "pair_day")
+        party_day = rollups.read_rollup(con, lake_dir, "party_day", _name("party_day"))
+        pair_day = rollups.read_rollup(con, lake_dir, "pair_day", _name("pair_day"))
     else:
+        assert not named_views, "named views need the persisted rollups"
         payments = read_lake_table(con, lake_dir, "payments")
         party_day = rollups.party_day_rows(payments)  # the same sums, without grouping first
         pair_day = rollups.pair_day(payments)
     return Inputs(
         con=con,
-        parties=read_lake_table(con, lake_dir, "parties"),
+        parties=read_lake_table(con, lake_dir, "parties", _name("parties")),
         party_day=party_day,
         pair_day=pair_day,
-        invoices=read_lake_table(con, lake_dir, "invoices"),
-        bills=read_lake_table(con, lake_dir, "bills"),
-        loans=read_lake_table(con, lake_dir, "loans"),
+        invoices=read_lake_table(con, lake_dir, "invoices", _name("invoices")),
+        bills=read_lake_table(con, lake_dir, "bills", _name("bills")),
+        loans=read_lake_table(con, lake_dir, "loans", _name("loans")),
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import ibis
 import ibis.expr.types as ir
@@ -15,8 +17,10 @@ import pyarrow.parquet as pq
 
 from fieldbank.portrait.catalog import Feature, catalog
 from fieldbank.portrait.engine import duckdb_arrow, engine_of, materialize, release_temporaries
+from fieldbank.portrait.graph import edge_weights, pagerank_arrow
 from fieldbank.portrait.families import COMPUTED_FAMILIES, PAYMENT_FAMILIES, party, supply_chain, thin_file
 from fieldbank.portrait.inputs import AsOf, Inputs
+from fieldbank.portrait.sqlcache import SqlTemplates
 from fieldbank.portrait.windows import PaymentAggregates, pair_state, window_sums
 
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
@@ -42,30 +46,51 @@ def payment_aggregates(inp: Inputs, a: AsOf) -> PaymentAggregates:
     )
 
 
+# A family's query as a function of the date: what the SQL cache (sqlcache.py) compiles once.
+FamilyBuilder = Callable[[AsOf], ir.Table]
+
+
+def family_builders(
+    inp: Inputs, agg: PaymentAggregates | Callable[[AsOf], PaymentAggregates],
+    ranks: Callable[[AsOf], ir.Table | None], precomputed: dict[str, FamilyBuilder] | None = None,
+) -> list[tuple[str, FamilyBuilder]]:
+    """(family name, builder) of the party family (the row set) then every computed family;
+    each builder makes the family's Ibis expression keyed by party_id for a date, checking
+    its columns against the catalog. `precomputed` (family module name -> builder) replaces a
+    family's compute: the incremental path passes the families it keeps up to date itself."""
+    def aggregates(a: AsOf) -> PaymentAggregates:
+        return agg(a) if callable(agg) else agg
+
+    def computed(family: ModuleType) -> FamilyBuilder:
+        def build(a: AsOf) -> ir.Table:
+            if precomputed and family.__name__ in precomputed:
+                fam = precomputed[family.__name__](a)
+            elif family in PAYMENT_FAMILIES:
+                fam = family.compute(inp, a, aggregates(a))
+            elif family is supply_chain:
+                fam = supply_chain.compute(inp, a, ranks(a))
+            else:
+                fam = family.compute(inp, a)
+            expected = {f.name for f in family.FEATURES}
+            got = set(fam.columns) - {"party_id"}
+            assert got == expected, f"{family.__name__}: columns {sorted(got ^ expected)} differ from the catalog"
+            return fam
+        return build
+
+    out: list[tuple[str, FamilyBuilder]] = [(party.__name__, lambda a: party.compute(inp, a))]
+    return out + [(family.__name__, computed(family)) for family in COMPUTED_FAMILIES]
+
+
 def family_tables(
     inp: Inputs, as_of: dt.date, agg: PaymentAggregates | None = None, ranks: ir.Table | None = None,
-    precomputed: dict[str, ir.Table] | None = None,
+    precomputed: dict[str, FamilyBuilder] | None = None,
 ) -> list[ir.Table]:
     """The party family (the row set) then every computed family, as Ibis expressions keyed
-    by party_id. `precomputed` (family module name -> table) replaces a family's compute: the
-    incremental path passes the families it keeps up to date itself (state.py)."""
+    by party_id (see `family_builders`); the payment aggregates and PageRank are computed
+    here unless given."""
     a = AsOf(as_of)
     agg = agg if agg is not None else payment_aggregates(inp, a)
-    out = [party.compute(inp, a)]
-    for family in COMPUTED_FAMILIES:
-        if precomputed and family.__name__ in precomputed:
-            fam = precomputed[family.__name__]
-        elif family in PAYMENT_FAMILIES:
-            fam = family.compute(inp, a, agg)
-        elif family is supply_chain:
-            fam = supply_chain.compute(inp, a, ranks)
-        else:
-            fam = family.compute(inp, a)
-        expected = {f.name for f in family.FEATURES}
-        got = set(fam.columns) - {"party_id"}
-        assert got == expected, f"{family.__name__}: columns {sorted(got ^ expected)} differ from the catalog"
-        out.append(fam)
-    return out
+    return [build(a) for _, build in family_builders(inp, agg, lambda _: ranks, precomputed)]
 
 
 def finish_portrait(t: ir.Table, as_of: dt.date) -> ir.Table:
@@ -86,7 +111,7 @@ def finish_portrait(t: ir.Table, as_of: dt.date) -> ir.Table:
 
 def build_portrait(
     inp: Inputs, as_of: dt.date, agg: PaymentAggregates | None = None, ranks: ir.Table | None = None,
-    precomputed: dict[str, ir.Table] | None = None,
+    precomputed: dict[str, FamilyBuilder] | None = None,
 ) -> ir.Table:
     """The portrait of `as_of` as an Ibis expression. Each family's result is materialized
     first (see engine.materialize); the final join of the families is left to the caller.
@@ -101,17 +126,16 @@ def build_portrait(
     return finish_portrait(t, as_of)
 
 
-def _aligned_families(inp: Inputs, fams: list[ir.Table]) -> dict[str, pa.ChunkedArray | pa.Array]:
-    """DuckDB: the families' tables side by side in Arrow, rows of the first (the parties,
-    sorted by party_id), the others' rows looked up by party_id (null where a family has no
+def _aligned_families(tables: list[pa.Table]) -> dict[str, pa.ChunkedArray | pa.Array]:
+    """DuckDB: the families' tables (party first, sorted by party_id) side by side in Arrow,
+    rows of the first, the others' rows looked up by party_id (null where a family has no
     row): what the chain of left joins computes, without hashing a growing payload of
     columns 6 times (0.45 s of the 5M-payment portrait's final query)."""
-    con = inp.con
-    base = duckdb_arrow(con, fams[0].order_by("party_id"))
+    base = tables[0]
     keys = base["party_id"].combine_chunks()
     columns: dict[str, pa.ChunkedArray | pa.Array] = dict(zip(base.column_names, base.columns, strict=True))
-    for fam in fams[1:]:
-        t = duckdb_arrow(con, fam).combine_chunks()
+    for t in tables[1:]:
+        t = t.combine_chunks()
         ids = t["party_id"]
         # Each base row's row in the family (null: no row there, as a left join gives). Every
         # family row matched once means no duplicates; otherwise count them (the slow check).
@@ -122,6 +146,29 @@ def _aligned_families(inp: Inputs, fams: list[ir.Table]) -> dict[str, pa.Chunked
             if name != "party_id":
                 columns[name] = t[name].take(idx)
     return columns
+
+
+PAGERANK_TABLE = "portrait_pagerank"  # the ranks of the cached path, under a name fixed across runs
+
+
+def _family_arrow_cached(inp: Inputs, as_of: dt.date, agg: PaymentAggregates | Callable[[AsOf], PaymentAggregates],
+                         precomputed: dict[str, FamilyBuilder] | None, cache: SqlTemplates) -> list[pa.Table]:
+    """The families' rows (party first, by party_id) from the cached SQL of each query: the
+    Ibis expressions are built and compiled only when a template is made (sqlcache.py)."""
+    con = inp.con
+    raw = con.con  # noqa: SLF001 - the DuckDB connection under the Ibis backend
+
+    def edges(a: AsOf) -> ir.Table:
+        return edge_weights(supply_chain.graph_edges(inp, a))
+
+    ranks = pagerank_arrow(raw.sql(cache.sql(con, "pagerank_edges", edges, as_of)).to_arrow_table())
+    raw.register(PAGERANK_TABLE, ranks)
+    builders = family_builders(inp, agg, lambda _: con.table(PAGERANK_TABLE), precomputed)
+    (party_name, party_build), *others = builders
+    tables = [raw.sql(cache.sql(con, party_name, lambda a: party_build(a).order_by("party_id"), as_of)).to_arrow_table()]
+    tables += [raw.sql(cache.sql(con, name, build, as_of)).to_arrow_table() for name, build in others]
+    cache.save()
+    return tables
 
 
 def finish_portrait_arrow(columns: dict[str, pa.ChunkedArray | pa.Array], as_of: dt.date) -> pa.Table:
@@ -144,13 +191,22 @@ def finish_portrait_arrow(columns: dict[str, pa.ChunkedArray | pa.Array], as_of:
 
 def execute_portrait(
     inp: Inputs, as_of: dt.date, agg: PaymentAggregates | None = None, ranks: ir.Table | None = None,
-    precomputed: dict[str, ir.Table] | None = None,
+    precomputed: dict[str, FamilyBuilder] | None = None, sql_cache: SqlTemplates | None = None,
 ) -> pa.Table:
-    """Run the portrait on the inputs' engine; rows sorted by party_id, columns as the catalog."""
+    """Run the portrait on the inputs' engine; rows sorted by party_id, columns as the catalog.
+
+    `sql_cache` (DuckDB, with `agg` given and `ranks` not): run each query from its cached
+    compiled SQL; the inputs and `agg` must have the same names in every process (sqlcache.py)."""
     try:
         if engine_of(inp.con) == "duckdb":
-            columns = _aligned_families(inp, family_tables(inp, as_of, agg, ranks, precomputed))
-            table = finish_portrait_arrow(columns, as_of)
+            if sql_cache is not None:
+                assert agg is not None and ranks is None, "the cached path takes the aggregates, computes PageRank"
+                tables = _family_arrow_cached(inp, as_of, agg, precomputed, sql_cache)
+            else:
+                fams = family_tables(inp, as_of, agg, ranks, precomputed)
+                tables = [duckdb_arrow(inp.con, fams[0].order_by("party_id"))]
+                tables += [duckdb_arrow(inp.con, fam) for fam in fams[1:]]
+            table = finish_portrait_arrow(_aligned_families(tables), as_of)
             ids = table["party_id"]
             if table.num_rows > 1 and not pc.all(pc.less(ids[:-1], ids[1:])).as_py():
                 table = table.sort_by("party_id")  # DuckDB keeps a scan's order in a projection; a safety net

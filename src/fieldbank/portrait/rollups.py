@@ -115,13 +115,24 @@ def rollups_dir(lake_dir: Path) -> Path:
     return Path(lake_dir) / "_rollups"
 
 
-def read_rollup(con: ibis.BaseBackend, lake_dir: Path, name: str) -> ir.Table:
-    return read_parquet_dir(con, rollups_dir(lake_dir) / name, SCHEMAS[name])
+def read_rollup(con: ibis.BaseBackend, lake_dir: Path, name: str, view_name: str | None = None) -> ir.Table:
+    return read_parquet_dir(con, rollups_dir(lake_dir) / name, SCHEMAS[name], view_name)
 
 
 def read_rollup_days(con: ibis.BaseBackend, lake_dir: Path, name: str, days: list[dt.date]) -> ir.Table:
     """The rows of `days` only, reading only the files that can hold them (a day file, or its
     month's file): what an incremental step needs, whatever the length of the history."""
+    return filter_days(rollup_days_files(con, lake_dir, name, days), days)
+
+
+def filter_days(t: ir.Table, days: list[dt.date]) -> ir.Table:
+    return t.filter(t.day.isin([ibis.literal(x, type="date") for x in sorted(set(days))]))
+
+
+def rollup_days_files(con: ibis.BaseBackend, lake_dir: Path, name: str, days: list[dt.date],
+                      view_name: str | None = None) -> ir.Table:
+    """The rollup files that can hold `days` (not filtered to them: `filter_days`). `view_name`
+    (DuckDB): a view of that name (replaced), so SQL over it is the same in every run."""
     d = rollups_dir(lake_dir) / name
     wanted = set(days)
     files = [
@@ -129,10 +140,15 @@ def read_rollup_days(con: ibis.BaseBackend, lake_dir: Path, name: str, days: lis
         if (len(p.stem) == 10 and dt.date.fromisoformat(p.stem) in wanted)
         or (len(p.stem) == 7 and any(p.stem == f"{x.year:04d}-{x.month:02d}" for x in wanted))
     ]
+    if view_name is not None:
+        if not files:
+            con.con.register(view_name, SCHEMAS[name].empty_table())  # noqa: SLF001
+            return con.table(view_name).select(*SCHEMAS[name].names)
+        return con.read_parquet([str(p) for p in files], table_name=view_name,
+                                hive_partitioning=False).select(*SCHEMAS[name].names)
     if not files:  # a temp table, not a memtable: callers may compile this to SQL themselves
         return materialize(con, ibis.memtable(SCHEMAS[name].empty_table()))
-    t = con.read_parquet([str(p) for p in files], hive_partitioning=False).select(*SCHEMAS[name].names)
-    return t.filter(t.day.isin([ibis.literal(x, type="date") for x in sorted(wanted)]))
+    return con.read_parquet([str(p) for p in files], hive_partitioning=False).select(*SCHEMAS[name].names)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,7 @@ from fieldbank.portrait.engine import configure_duckdb, date_literal, duckdb_sql
 from fieldbank.portrait.families import bills
 from fieldbank.portrait.inputs import AsOf, Inputs, load_inputs
 from fieldbank.portrait.pipeline import ALL_WINDOWS, execute_portrait
+from fieldbank.portrait.sqlcache import SqlTemplates, cache_key
 from fieldbank.portrait.windows import (
     MAX_WINDOW_DAYS,
     MEASURES,
@@ -267,12 +269,24 @@ def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -
     return windows
 
 
+def _new_day(a: AsOf) -> dt.date:
+    return a.day - dt.timedelta(days=1)
+
+
+def _leave_day(a: AsOf) -> dt.date:  # the day leaving the 365-day window when as_of becomes a.day
+    return a.day - dt.timedelta(days=MAX_WINDOW_DAYS + 1)
+
+
 def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, windows: _Windows,
-                     days_dir: Path) -> None:
+                     days_dir: Path, cache: SqlTemplates) -> None:
     """The state from as_of new_as_of - 1 to new_as_of (the new day is new_as_of - 1)."""
     new_day = new_as_of - dt.timedelta(days=1)
-    r = rollups.read_rollup_days(con, lake_dir, "party_day", [new_day])
-    t = con.con.sql(duckdb_sql(con, day_measures(r, _measures_used()))).to_arrow_table()  # noqa: SLF001
+    r = rollups.rollup_days_files(con, lake_dir, "party_day", [new_day], "state_party_day_days")
+
+    def measures(a: AsOf) -> ir.Table:
+        return day_measures(rollups.filter_days(r, [_new_day(a)]), _measures_used())
+
+    t = con.con.sql(cache.sql(con, "state_day_measures", measures, new_as_of)).to_arrow_table()  # noqa: SLF001
     _write_arrow(days_dir / f"{new_day}.arrow", _day_table(windows, t.drop_columns(["day"])))
 
     def back(days: int) -> dt.date:  # the day `days` days before the new day
@@ -303,25 +317,30 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, 
         i, m = rows[back(w.from_days_ago)]
         col[i] -= m[w.measure]
     # Days that can no longer leave a window are deleted after the commit (update_state).
-    _advance_pairs(con, lake_dir, new_as_of)
+    _advance_pairs(con, lake_dir, new_as_of, cache)
 
 
-def _advance_pairs(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date) -> None:
+def _advance_pairs(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, cache: SqlTemplates) -> None:
     """Pairs: add the new day, subtract the day leaving the 365-day window; then the payee and
     payer aggregates change by the touched pairs' (new - old) contributions, so only touched
     pairs are read. A payee's top customer amount is recomputed (from its pairs) only when a
     pair holding the old top amount went down."""
     new_day = new_as_of - dt.timedelta(days=1)
     leave_day = new_as_of - dt.timedelta(days=MAX_WINDOW_DAYS + 1)
-    changes = rollups.read_rollup_days(con, lake_dir, "pair_day", [new_day, leave_day])
-    entered = changes.day == date_literal(new_day)
-    sign = ibis.ifelse(entered, 1, -1)
-    ch = changes.group_by("payee_id", "payer_id").aggregate(
-        d_days=sign.sum().cast("int64"),
-        d_amount=(sign * changes.amount_minor).sum().cast("int64"),
-        entered=entered.any(),
-    )
-    con.raw_sql(f"CREATE OR REPLACE TEMP TABLE _ch AS SELECT *, {PAIR_KEY_SQL} AS k FROM ({duckdb_sql(con, ch)})")
+    files = rollups.rollup_days_files(con, lake_dir, "pair_day", [new_day, leave_day], "state_pair_day_days")
+
+    def pair_changes(a: AsOf) -> ir.Table:
+        changes = rollups.filter_days(files, [_new_day(a), _leave_day(a)])
+        entered = changes.day == date_literal(_new_day(a))
+        sign = ibis.ifelse(entered, 1, -1)
+        return changes.group_by("payee_id", "payer_id").aggregate(
+            d_days=sign.sum().cast("int64"),
+            d_amount=(sign * changes.amount_minor).sum().cast("int64"),
+            entered=entered.any(),
+        )
+
+    ch = cache.sql(con, "state_pair_changes", pair_changes, new_as_of)
+    con.raw_sql(f"CREATE OR REPLACE TEMP TABLE _ch AS SELECT *, {PAIR_KEY_SQL} AS k FROM ({ch})")
     # A pair counts in the 90-day window of as_of X iff last_day >= X - 90.
     was_90 = f"DATE '{new_as_of - dt.timedelta(days=91)}'"
     now_90 = f"DATE '{new_as_of - dt.timedelta(days=90)}'"
@@ -392,10 +411,11 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
     Returns the state's connection, the lake's inputs on it, and what was done."""
     lake_dir = Path(lake_dir)
     con = _connect(lake_dir)
-    inp = load_inputs(con, lake_dir, use_rollups=True)  # updates the rollups first
+    inp = load_inputs(con, lake_dir, use_rollups=True, named_views=True)  # updates the rollups first
     files_now = _manifest_files(lake_dir)
     meta = _read_meta(con)
     reason = _stale_reason(meta, files_now, as_of, lake_dir)
+    cache = sql_templates(con, inp, lake_dir)
     windows_file = None if meta is None else meta.get("windows_file")
     state_dir = state_path(lake_dir).parent
     con.raw_sql("BEGIN TRANSACTION")
@@ -413,10 +433,11 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
             windows = _Windows.from_table(_read_arrow(state_dir / windows_file)) if days else None
             for k in range(1, days + 1):
                 assert windows is not None
-                _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows, days_dir)
+                _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows, days_dir, cache)
             update = StateUpdate("advanced" if days else "current", "new days" if days else "", start, as_of, days)
         bills_files = _bills_files(lake_dir)
-        update = dataclasses.replace(update, bills=_update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files))
+        update = dataclasses.replace(update, bills=_update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files,
+                                                                 cache))
         if windows is not None:  # a new file, named in the meta of the same transaction
             path = _windows_file(lake_dir, as_of)
             _write_arrow(path, windows.table())
@@ -437,6 +458,7 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
     for path in days_dir.glob("*.arrow"):
         if dt.date.fromisoformat(path.stem) < oldest:
             path.unlink()
+    cache.save()  # templates made by this update (the portrait's are saved after it)
     # The portrait reads the window totals from the file (memory-mapped, no copy).
     con.con.register("party_windows", _read_arrow(state_dir / windows_file))  # noqa: SLF001
     return con, inp, update
@@ -454,7 +476,7 @@ def _bills_files(lake_dir: Path) -> dict[str, list[int]]:
 
 
 def _update_bills(con: ibis.BaseBackend, inp: Inputs, lake_dir: Path, meta: dict | None, rebuild: str | None,
-                  as_of: dt.date, files_now: dict[str, list[int]]) -> str:
+                  as_of: dt.date, files_now: dict[str, list[int]], cache: SqlTemplates) -> str:
     """Bring `bills_partials` (families/bills.py partials, one row per party) to `as_of`.
 
     Rebuilt from all bills when the state is rebuilt or a bills file the state read changed
@@ -463,14 +485,13 @@ def _update_bills(con: ibis.BaseBackend, inp: Inputs, lake_dir: Path, meta: dict
     (S, as_of], or with a bill in a new file, are recomputed from their bills; every other
     party's partials are unchanged by construction, and `bills.finish` adds the days that
     pass in closed form."""
-    a = AsOf(as_of)
     seen = None if meta is None else meta.get("bills_files")
     if rebuild is None and seen is None:
         rebuild = "no bills state"
     if rebuild is None and any(files_now.get(rel) != old for rel, old in seen.items()):
         rebuild = "a bills file changed or was removed"
     if rebuild is not None:
-        _create(con, "bills_partials", bills.partials(inp.bills, a))
+        _create(con, "bills_partials", bills.partials(inp.bills, AsOf(as_of)))
         _create(con, "bills_events", bills.events(inp.bills).order_by("day"))
         con.raw_sql(f"DELETE FROM bills_events WHERE day <= DATE '{as_of}'")
         return f"built: {rebuild}"
@@ -486,18 +507,20 @@ def _update_bills(con: ibis.BaseBackend, inp: Inputs, lake_dir: Path, meta: dict
             *inp.bills.columns)
         con.raw_sql(f"INSERT INTO _bills_dirty SELECT DISTINCT party_id FROM ({duckdb_sql(con, new)})")
         _insert(con, "bills_events", bills.events(new))
-    dirty = con.table("_bills_dirty")
-    fresh = bills.partials(inp.bills.semi_join(dirty, "party_id"), a)
+
+    def fresh(a: AsOf) -> ir.Table:
+        return bills.partials(inp.bills.semi_join(con.table("_bills_dirty"), "party_id"), a)
+
     con.raw_sql("DELETE FROM bills_partials WHERE party_id IN (SELECT party_id FROM _bills_dirty)")
-    _insert(con, "bills_partials", fresh)
+    con.raw_sql(f"INSERT INTO bills_partials BY NAME {cache.sql(con, 'state_bills_partials', fresh, as_of)}")
     con.raw_sql(f"DELETE FROM bills_events WHERE day <= DATE '{as_of}'")
     n = con.con.execute("SELECT count(DISTINCT party_id) FROM _bills_dirty").fetchone()  # noqa: SLF001
     return f"{n[0] if n else 0} parties recomputed"
 
 
-def state_families(con: ibis.BaseBackend, as_of: dt.date) -> dict[str, ir.Table]:
+def state_families(con: ibis.BaseBackend) -> dict[str, Callable[[AsOf], ir.Table]]:
     """The families the state keeps up to date itself, for `execute_portrait(precomputed=...)`."""
-    return {bills.__name__: bills.finish(con.table("bills_partials"), AsOf(as_of))}
+    return {bills.__name__: lambda a: bills.finish(con.table("bills_partials"), a)}
 
 
 def state_aggregates(con: ibis.BaseBackend) -> PaymentAggregates:
@@ -505,9 +528,25 @@ def state_aggregates(con: ibis.BaseBackend) -> PaymentAggregates:
                              payees=con.table("payee_aggregates"), payers=con.table("payer_aggregates"))
 
 
-def portrait_from_state(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date) -> pa.Table:
-    """The portrait of `as_of` from a state brought to `as_of` by `update_state`."""
-    return execute_portrait(inp, as_of, agg=state_aggregates(con), precomputed=state_families(con, as_of))
+def sql_templates(con: ibis.BaseBackend, inp: Inputs, lake_dir: Path) -> SqlTemplates:
+    """The compiled-SQL cache of the state's updates and of the portrait from the state
+    (sqlcache.py), kept in the state's directory: the lake's views, the state's tables and the
+    views of the new day's rollup files (`state_*_days`, rollup schemas) have the same names
+    in every run."""
+    inputs = [inp.parties, inp.party_day, inp.pair_day, inp.invoices, inp.bills, inp.loans]
+    key = cache_key(con, f"portrait from state, {definitions_fingerprint()}", inputs)
+    return SqlTemplates.load(key, state_path(lake_dir).parent / "sql")
+
+
+def portrait_from_state(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, lake_dir: Path | None = None) -> pa.Table:
+    """The portrait of `as_of` from a state brought to `as_of` by `update_state`. The queries'
+    compiled SQL is cached in this process and, given `lake_dir`, in the state's directory."""
+    cache = sql_templates(con, inp, lake_dir) if lake_dir is not None else None
+    if cache is None:
+        return execute_portrait(inp, as_of, agg=state_aggregates(con), precomputed=state_families(con))
+    # The aggregates' tables are looked up only if a query's template must be made.
+    return execute_portrait(inp, as_of, agg=lambda _: state_aggregates(con), precomputed=state_families(con),
+                            sql_cache=cache)
 
 
 def latest_portrait(lake_dir: Path, as_of: dt.date) -> tuple[pa.Table, StateUpdate]:
@@ -515,7 +554,7 @@ def latest_portrait(lake_dir: Path, as_of: dt.date) -> tuple[pa.Table, StateUpda
     columns and values as `execute_portrait` on the full path."""
     con, inp, update = update_state(lake_dir, as_of)
     try:
-        table = portrait_from_state(con, inp, as_of)
+        table = portrait_from_state(con, inp, as_of, lake_dir)
     finally:
         con.disconnect()
     return table, update
