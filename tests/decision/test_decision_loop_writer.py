@@ -10,12 +10,10 @@ import sqlite3
 import threading
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from test_decision_writer import row
+from test_decision_writer import row, stored_keys
 
 from fieldbank.decision.loop_writer import SQLiteLoopWriter
-from fieldbank.decision.models import Decision
 from fieldbank.decision.store import migrate_decisions
 from fieldbank.decision.writer import DecisionLogBusy
 
@@ -24,11 +22,6 @@ from fieldbank.decision.writer import DecisionLogBusy
 def log_engine(sqlite_engine):  # noqa: ANN001, ANN201
     migrate_decisions(sqlite_engine)
     return sqlite_engine
-
-
-def stored_keys(engine) -> set[str]:  # noqa: ANN001
-    with engine.connect() as conn:
-        return set(conn.execute(select(Decision.idempotency_key)).scalars())
 
 
 def test_rows_share_commits_and_a_duplicate_fails_alone(log_engine) -> None:  # noqa: ANN001

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
-from test_decision_writer import row
+from test_decision_writer import row, stored_keys
 
 from fieldbank.decision.models import Decision
 from fieldbank.decision.pg_async import AsyncPostgres
@@ -23,11 +23,6 @@ pytestmark = pytest.mark.pg
 def log_engine(pg_engine):  # noqa: ANN001, ANN201
     migrate_decisions(pg_engine)
     return pg_engine
-
-
-def stored_keys(engine) -> set[str]:  # noqa: ANN001
-    with engine.connect() as conn:
-        return set(conn.execute(select(Decision.idempotency_key)).scalars())
 
 
 def test_concurrent_rows_share_commits_and_a_duplicate_fails_alone(log_engine) -> None:  # noqa: ANN001

@@ -33,6 +33,11 @@ def count(engine, model) -> int:  # noqa: ANN001
         return conn.execute(select(func.count()).select_from(model)).scalar_one()
 
 
+def stored_keys(engine) -> set[str]:  # noqa: ANN001
+    with engine.connect() as conn:
+        return set(conn.execute(select(Decision.idempotency_key)).scalars())
+
+
 def wait_for(predicate, limit_s: float = 10.0) -> None:  # noqa: ANN001
     deadline = time.monotonic() + limit_s
     while not predicate():

@@ -22,7 +22,6 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.elements import ClauseElement
 
 from fieldbank.decision.loop_writer import DECISIONS, SHADOW, LoopGroupCommit
 
@@ -50,10 +49,6 @@ class AsyncPostgres(LoopGroupCommit):
         self._write_conns: list[psycopg.AsyncConnection | None] = [None] * write_connections
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
         super().__init__(write_connections, **kwargs)
-
-    def compile(self, statement: ClauseElement) -> str:
-        """A SQLAlchemy statement as psycopg SQL (named %(x)s parameters)."""
-        return str(statement.compile(dialect=self.dialect))
 
     async def _connect(self) -> psycopg.AsyncConnection:
         return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True,

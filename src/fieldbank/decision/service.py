@@ -229,6 +229,9 @@ class DecisionService:
             self.products = set(conn.execute(select(Product.product_code)).scalars())
         self.writer = GroupCommitWriter(engine, self._write_lock)
         self._on_loop: LoopGroupCommit | None = None  # the async route's group commit (and PostgreSQL reads)
+        # The hot reads as psycopg SQL for AsyncPostgres (named %(x)s parameters).
+        self._lookup_sql_pg, self._by_key_sql_pg = (str(q.compile(dialect=engine.dialect))
+                                                    for q in (LOOKUP_SQL, BY_KEY_SQL))
         if isinstance(self.read_engine.pool, QueuePool):
             postgresql = self.read_engine.dialect.name == "postgresql"
             warm_pool(self.read_engine, PG_READ_POOL_WARM if postgresql else self.read_engine.pool.size() - 1)
@@ -608,8 +611,6 @@ class DecisionService:
                 self._on_loop.abandon()
             if self.engine.dialect.name == "postgresql":
                 self._on_loop = AsyncPostgres(self.engine)
-                self._lookup_sql_pg = self._on_loop.compile(LOOKUP_SQL)
-                self._by_key_sql_pg = self._on_loop.compile(BY_KEY_SQL)
             elif ":memory:" in str(self.engine.url):
                 return None
             else:
