@@ -27,12 +27,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from fieldbank.decision.models import Decision, ShadowScore
-from fieldbank.decision.writer import MAX_BATCH, MAX_QUEUE, WRITE_TIMEOUT_S, DecisionLogBusy, late_error
+from fieldbank.decision.writer import (
+    DECISIONS,
+    MAX_BATCH,
+    MAX_QUEUE,
+    SHADOW,
+    WRITE_TIMEOUT_S,
+    DecisionLogBusy,
+    late_error,
+)
 
 log = logging.getLogger("fieldbank.decision")
-DECISIONS = Decision.__table__
-SHADOW = ShadowScore.__table__
 SQLITE_LOCK_RETRY_S = 0.0005  # the wait between tries for SQLite's write lock, on the loop
 
 

@@ -23,7 +23,8 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from fieldbank.decision.loop_writer import DECISIONS, SHADOW, LoopGroupCommit
+from fieldbank.decision.loop_writer import LoopGroupCommit
+from fieldbank.decision.writer import DECISIONS, SHADOW, insert_sql
 
 log = logging.getLogger("fieldbank.decision")
 # Concurrent reads per process. A lookup is one ~0.3 ms round trip, so 4 serve thousands a
@@ -47,7 +48,6 @@ class AsyncPostgres(LoopGroupCommit):
         self._idle: list[psycopg.AsyncConnection] = []
         self._read_slots = asyncio.Semaphore(read_connections)
         self._write_conns: list[psycopg.AsyncConnection | None] = [None] * write_connections
-        self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
         super().__init__(write_connections, **kwargs)
 
     async def _connect(self) -> psycopg.AsyncConnection:
@@ -79,7 +79,7 @@ class AsyncPostgres(LoopGroupCommit):
         raise AssertionError("unreachable")
 
     async def _insert(self, slot: int, decisions: list[dict[str, Any]], shadows: list[dict[str, Any]]) -> None:
-        statement = self._insert_sql(DECISIONS, decisions[0])
+        statement = insert_sql(DECISIONS, tuple(decisions[0]), self.dialect)
         for attempt in (1, 2):
             if self._write_conns[slot] is None:
                 self._write_conns[slot] = await self._connect()
@@ -88,7 +88,7 @@ class AsyncPostgres(LoopGroupCommit):
                 async with conn.pipeline(), conn.transaction(), conn.cursor() as cursor:
                     await cursor.executemany(statement, decisions)
                     if shadows:
-                        await cursor.executemany(self._insert_sql(SHADOW, shadows[0]), shadows)
+                        await cursor.executemany(insert_sql(SHADOW, tuple(shadows[0]), self.dialect), shadows)
                 return
             except psycopg.Error as e:
                 if not conn.broken:
@@ -98,13 +98,6 @@ class AsyncPostgres(LoopGroupCommit):
                 if attempt == 2:
                     raise self._sqlalchemy_error(statement, e, conn) from e
                 log.warning("decision log: the database connection was dropped; writing again on a new one")
-
-    def _insert_sql(self, table: Any, row: dict[str, Any]) -> str:
-        """The INSERT for rows with `row`'s keys (cached)."""
-        key = (table.name, tuple(row))
-        if key not in self._sql:
-            self._sql[key] = str(table.insert().compile(dialect=self.dialect, column_keys=list(row)))
-        return self._sql[key]
 
     def _sqlalchemy_error(self, statement: str, e: psycopg.Error, conn: psycopg.AsyncConnection) -> DBAPIError:
         return DBAPIError.instance(statement, None, e, psycopg.Error, connection_invalidated=conn.broken,

@@ -286,7 +286,8 @@ class DecisionService:
         read does too (pg_async.AsyncPostgres), on SQLite it is inline (a local ~0.2 ms read
         that never waits for a writer in WAL mode)."""
         draft = self._draft(application, idempotency_key)
-        pg = self._async_postgres()
+        on_loop = self._loop_writer()
+        pg = on_loop if isinstance(on_loop, AsyncPostgres) else None
         if pg is None:
             stored, counts, exposure_minor = self._lookup(draft)
         else:
@@ -296,7 +297,6 @@ class DecisionService:
             return Applied(stored, {})
         made = self._decide(draft, counts, exposure_minor)
         try:
-            on_loop = self._loop_writer()
             if on_loop is None:  # in-memory SQLite: its one connection is the writer thread's
                 await self.writer.write_async(made.record, made.shadow)
             else:
@@ -591,14 +591,6 @@ class DecisionService:
         if row[0] != request_hash:
             raise IdempotencyConflict(key, "application")
         return DecisionOut.model_validate_json(row[1]).model_copy(update={"replayed": True})
-
-    def _async_postgres(self) -> AsyncPostgres | None:
-        """The running loop's AsyncPostgres (PostgreSQL only)."""
-        if self.engine.dialect.name != "postgresql":
-            return None
-        writer = self._loop_writer()
-        assert isinstance(writer, AsyncPostgres)
-        return writer
 
     def _loop_writer(self) -> LoopGroupCommit | None:
         """The running loop's group commit, made on first use: AsyncPostgres on PostgreSQL,

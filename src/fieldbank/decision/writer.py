@@ -16,6 +16,7 @@ not decided, nothing is half-written, and the client may retry with the same key
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
@@ -44,6 +45,13 @@ class DecisionLogBusy(Exception):
     """The decision log could not take or commit the row in time; nothing was written."""
 
 
+@functools.lru_cache(maxsize=32)
+def insert_sql(table: Any, columns: tuple[str, ...], dialect: Any) -> str:
+    """The INSERT of `columns` into `table` in the dialect's parameter style (psycopg: named
+    %(x)s), compiled once: the pipelined PostgreSQL writers run it with raw executemany."""
+    return str(table.insert().compile(dialect=dialect, column_keys=list(columns)))
+
+
 def late_error(timeout_s: float) -> DecisionLogBusy:
     # Still queued or mid-commit: we cannot say it was not written, so the client must retry
     # with the same Idempotency-Key, which answers with the stored row if it landed.
@@ -68,7 +76,6 @@ class GroupCommitWriter:
         self.timeout_s = timeout_s
         self.queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._conn: Connection | None = None  # only the writer thread uses it
-        self._statements: dict[tuple[str, tuple[str, ...]], str] = {}
         self.batches = 0
         self.rows = 0
         self._thread = threading.Thread(target=self._run, name="decision-log-writer", daemon=True)
@@ -198,22 +205,15 @@ class GroupCommitWriter:
         it decides other applications: four of them were most of a decision's latency.
         Errors are re-raised as SQLAlchemy's (IntegrityError for a duplicate key), as on SQLite."""
         raw = self._conn.connection.dbapi_connection
-        statement = self._sql(DECISIONS, decisions[0])
+        statement = insert_sql(DECISIONS, tuple(decisions[0]), self.engine.dialect)
         try:
             with raw.pipeline(), raw.transaction(), raw.cursor() as cursor:
                 cursor.executemany(statement, decisions)
                 if shadows:
-                    cursor.executemany(self._sql(SHADOW, shadows[0]), shadows)
+                    cursor.executemany(insert_sql(SHADOW, tuple(shadows[0]), self.engine.dialect), shadows)
         except psycopg.Error as e:
             raise DBAPIError.instance(statement, None, e, psycopg.Error, connection_invalidated=raw.closed,
                                       dialect=self.engine.dialect) from e
-
-    def _sql(self, table: Any, row: dict[str, Any]) -> str:
-        """The INSERT for rows with `row`'s keys, in psycopg's parameter style (cached)."""
-        key = (table.name, tuple(row))
-        if key not in self._statements:
-            self._statements[key] = str(table.insert().compile(dialect=self.engine.dialect, column_keys=list(row)))
-        return self._statements[key]
 
     def _commit(self, work: list[_Pending]) -> None:
         try:
