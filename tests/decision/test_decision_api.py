@@ -119,3 +119,43 @@ def test_fuzz_no_server_errors(app) -> None:
             case.call_and_validate(headers={"X-API-Key": KEY}, checks=[not_a_server_error])
 
         fuzz()
+
+
+def test_apply_checks_headers_and_body_like_its_schema(app, client, economy: Path) -> None:
+    """POST /v1/applications skips FastAPI's generic request handling (decision_routes
+    `_apply_direct`): it must still check what its OpenAPI operation declares, name the field,
+    and change nothing when it rejects."""
+    from sqlalchemy import text
+
+    def stored() -> int:
+        with app.state.decisions.engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM decisions")).scalar_one()
+
+    party = portrait_parties(economy)[4]
+    before = stored()
+    cases = [  # (request kwargs, field named, value named)
+        ({"json": body(party, applicant={"kind": "household", "national_id": ""}), "key": "d-1"},
+         "applicant.national_id", ""),
+        ({"json": body(party, surprise=1), "key": "d-2"}, "surprise", 1),
+        ({"content": b"{not json", "key": "d-3", "type": "application/json"}, "body", "{not json"),
+        ({"content": b"", "key": "d-4", "type": "application/json"}, "body", ""),
+        ({"content": b'{"party_id": "x"}', "key": "d-5", "type": "text/plain"}, "body", None),
+        ({"json": body(party), "key": "k" * 201}, "Idempotency-Key", "k" * 201),
+        ({"json": body(party), "key": ""}, "Idempotency-Key", ""),
+    ]
+    for kw, field, value in cases:
+        headers = {"Idempotency-Key": kw["key"]}
+        if "type" in kw:
+            headers["Content-Type"] = kw["type"]
+        r = client.post("/v1/applications", json=kw.get("json"), content=kw.get("content"), headers=headers)
+        assert r.status_code == 422, (kw, r.text)
+        errors = r.json()["errors"]
+        assert any(e["field"] == field and e["value"] == value and e["rule"] for e in errors), (kw, errors)
+    assert stored() == before
+    with TestClient(app) as anonymous:  # the API key is checked before anything else
+        r = anonymous.post("/v1/applications", json=body(party), headers={"Idempotency-Key": "d-6"})
+        assert r.status_code == 401 and r.json()["errors"][0]["field"] == "X-API-Key"
+    ok = client.post("/v1/applications", json=body(party), headers={"Idempotency-Key": "d-7",
+                                                                    "Content-Type": "application/json; charset=utf-8"})
+    assert ok.status_code == 201, ok.text
+    assert stored() == before + 1

@@ -8,15 +8,22 @@ the stored decision (200, `replayed` true), the same key with another body is a 
 
 from __future__ import annotations
 
+import functools
 import hmac
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from fieldbank.decision.schemas import AcceptIn, AcceptOut, ApplicationIn, DecisionOut
 from fieldbank.decision.service import DecisionService
 
-IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+MAX_IDEMPOTENCY_KEY = 200
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY)]
+_KEY_RULE = TypeAdapter(Annotated[str, StringConstraints(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)])
 DecisionId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^D[0-9a-f]{20}$")]
 
 
@@ -35,8 +42,53 @@ async def require_api_key(request: Request, x_api_key: Annotated[str | None, Hea
         raise ApiKeyError(x_api_key)
 
 
-router = APIRouter(prefix="/v1", tags=["decisions"], dependencies=[Depends(require_api_key)],
-                   responses={401: {"description": "missing or invalid X-API-Key"}})
+UNAUTHORIZED = {401: {"description": "missing or invalid X-API-Key"}}
+router = APIRouter(prefix="/v1", tags=["decisions"], dependencies=[Depends(require_api_key)], responses=UNAUTHORIZED)
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def _apply_direct(request: Request, endpoint: Callable[..., Coroutine[Any, Any, Response]]) -> Response:
+    """What FastAPI does before calling `apply`, done directly: the API key, the
+    Idempotency-Key header and the JSON body checked with the same rules and the same models,
+    errors raised as the same RequestValidationError (so the same 422 body). FastAPI's generic
+    per-request work (solving dependencies, json.loads then validating the dict) was 15-20% of
+    a decision's server CPU in a profile at 200 decisions/s."""
+    await require_api_key(request, request.headers.get("x-api-key"))
+    key = request.headers.get("idempotency-key")
+    errors: list[dict[str, Any]] = []
+    try:
+        _KEY_RULE.validate_python(key)
+    except ValidationError as e:
+        errors += [{**err, "loc": ("header", "Idempotency-Key")} for err in e.errors(include_url=False)]
+    body = None
+    raw = await request.body()
+    if not _is_json(request.headers.get("content-type")):
+        errors.append({"type": "content_type", "loc": ("body",), "input": None,
+                       "msg": "the body must be JSON, sent with Content-Type: application/json"})
+    else:
+        try:
+            body = ApplicationIn.model_validate_json(raw)
+        except ValidationError as e:
+            for err in e.errors(include_url=False):  # malformed JSON: the input is the raw bytes
+                given = err["input"].decode("utf-8", "replace") if isinstance(err["input"], bytes) else err["input"]
+                errors.append({**err, "loc": ("body", *err["loc"]), "input": given})
+    if errors:
+        raise RequestValidationError(errors, body=raw)
+    assert body is not None and key is not None
+    return await endpoint(body, request, key)
+
+
+class _DirectRoute(APIRoute):
+    """FastAPI documents the route from its endpoint's signature and the router's API-key
+    dependency (OpenAPI, schemathesis); requests go through `_apply_direct`, which checks what
+    they declare and then calls the endpoint."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return functools.partial(_apply_direct, endpoint=self.endpoint)
 
 
 def _decisions(request: Request) -> DecisionService:
@@ -48,10 +100,6 @@ def _server_timing(response: Response, steps: dict[str, float]) -> None:
         response.headers["Server-Timing"] = ", ".join(f"{k};dur={v}" for k, v in steps.items())
 
 
-@router.post("/applications", status_code=201, response_model=DecisionOut,
-             responses={200: {"description": "a replay of the decision stored under this Idempotency-Key"},
-                        409: {"description": "the Idempotency-Key was used for a different application"},
-                        422: {"description": "the application breaks a rule: field, value and rule named"}})
 async def apply(body: ApplicationIn, request: Request, key: IdempotencyKey) -> Response:
     """Decide a credit application: approve / decline / refer with limit, APR, daily rate,
     expiry and plain-language reasons. `Server-Timing` gives the per-step milliseconds."""
@@ -61,6 +109,13 @@ async def apply(body: ApplicationIn, request: Request, key: IdempotencyKey) -> R
                         media_type="application/json")
     _server_timing(response, applied.steps_ms)
     return response
+
+
+router.add_api_route("/applications", apply, methods=["POST"], status_code=201, response_model=DecisionOut,
+                     route_class_override=_DirectRoute,
+                     responses={200: {"description": "a replay of the decision stored under this Idempotency-Key"},
+                                409: {"description": "the Idempotency-Key was used for a different application"},
+                                422: {"description": "the application breaks a rule: field, value and rule named"}})
 
 
 @router.get("/decisions/{decision_id}")
