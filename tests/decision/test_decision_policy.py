@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zen
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fieldbank.decision.policy import PROBE_FACTS, FactsError, Policy, PolicyError
+from fieldbank.decision.policy import ENGINE_KEY, PROBE_FACTS, FactsError, Policy, PolicyError, _check_facts
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAMPION = ROOT / "policies" / "credit_policy.json"
@@ -159,15 +161,31 @@ def test_the_result_names_the_same_hits_as_the_engine_trace(path: Path, applican
     assert traced == from_result
     hit_rules = {r["rule"] for r in policy.evaluate(applicant).rule_outcomes if r["hit"]}
     assert hit_rules == {r.rule for r in traced}
+    # Policy evaluates through a ZenEngine with a static loader (6x cheaper than a ZenDecision):
+    # both must answer the same, result and trace.
+    facts = _check_facts(applicant)
+    for options in ({"trace": False}, {"trace": True}):
+        by_engine = policy._engine.evaluate(ENGINE_KEY, facts, options)
+        by_decision = _decision(path).evaluate(facts, options)
+        assert by_engine["result"] == by_decision["result"]
+        assert {k: v.get("traceData") for k, v in (by_engine.get("trace") or {}).items()} == \
+            {k: v.get("traceData") for k, v in (by_decision.get("trace") or {}).items()}
 
 
 _POLICIES: dict[Path, Policy] = {}
+_DECISIONS: dict[Path, Any] = {}
 
 
 def _loaded(path: Path) -> Policy:
     if path not in _POLICIES:
         _POLICIES[path] = Policy.load(path)
     return _POLICIES[path]
+
+
+def _decision(path: Path) -> Any:
+    if path not in _DECISIONS:
+        _DECISIONS[path] = zen.ZenEngine().create_decision(path.read_text())
+    return _DECISIONS[path]
 
 
 def test_an_output_path_named_like_a_fact_is_rejected(tmp_path: Path) -> None:
