@@ -5,7 +5,9 @@ UV ?= uv
 .PHONY: install demo test test-fast bench docs clean
 
 install:
-	$(UV) sync --frozen --python python3.11
+	# --compile-bytecode: this machine sets PYTHONDONTWRITEBYTECODE, so without it every process (each
+	# server worker, each CLI test) compiles its imports from source: an app started in 25 s, 9 s with it.
+	$(UV) sync --frozen --python python3.11 --compile-bytecode
 
 demo: install
 	$(UV) run --frozen fieldbank demo

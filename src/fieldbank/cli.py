@@ -22,6 +22,10 @@ from fieldbank.portrait.commands import features_command, portrait_command, port
 from fieldbank.simulate.commands import simulate_command
 
 MAX_SERVE_WORKERS = 8
+# uvicorn kills a worker that does not answer its supervisor's ping within this time, starting
+# up included (5 s by default): a worker spawned on a busy machine was killed and respawned in a
+# loop before it had imported its libraries.
+WORKER_HEALTHCHECK_S = 60
 
 app = typer.Typer(
     name="fieldbank",
@@ -76,7 +80,7 @@ def serve_command(
     os.environ["FIELDBANK_DATA_DIR"] = str(Path(settings.data_dir).resolve())
     os.environ["FIELDBANK_DATABASE_URL"] = settings.database_url
     uvicorn.run("fieldbank.api.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
-                log_level="warning")
+                log_level="warning", timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
 
 
 @app.command("contract")

@@ -60,8 +60,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.router.add_event_handler("shutdown", decisions.aclose)
     app.router.add_event_handler("startup", _limit_request_threads)
     install_error_handlers(app)
-    app.include_router(bank_router)
+    # The decision routes first: the router tries routes in order, and POST /v1/applications is the hot path.
     app.include_router(decision_router)
+    app.include_router(bank_router)
     from fieldbank.web import install_web  # the borrower pages and the ops dashboard
 
     install_web(app, settings)
