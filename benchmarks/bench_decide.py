@@ -49,7 +49,7 @@ console = Console(width=200)
 PG_URL = os.environ.get("FIELDBANK_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 RESULTS = Path(__file__).parent / "results" / "decide.json"
 CACHE = Path(__file__).resolve().parents[1] / "var" / "bench" / "decide_economy"
-STEPS = ("validation", "fraud", "portrait", "scoring", "rules", "write")
+STEPS = ("lookup", "validation", "fraud", "portrait", "scoring", "rules", "write")
 MAX_IN_FLIGHT = 256  # the generator's bound: beyond this the server is saturated, we stop waiting
 PAUSE_BETWEEN_PHASES_S = 1.0  # lets the previous phase's backlog drain before the next is timed
 STARTUP_LIMIT_S = 120

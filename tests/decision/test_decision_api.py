@@ -44,7 +44,7 @@ def test_apply_replay_conflict_and_why(client, economy: Path) -> None:
     first = client.post("/v1/applications", json=body(party), headers={"Idempotency-Key": "api-1"})
     assert first.status_code == 201, first.text
     assert {s.split(";")[0] for s in first.headers["Server-Timing"].split(", ")} == \
-        {"validation", "fraud", "portrait", "scoring", "rules", "write"}
+        {"lookup", "validation", "fraud", "portrait", "scoring", "rules", "write"}
     again = client.post("/v1/applications", json=body(party), headers={"Idempotency-Key": "api-1"})
     assert again.status_code == 200 and again.json()["replayed"] is True
     assert again.json()["decision_id"] == first.json()["decision_id"]

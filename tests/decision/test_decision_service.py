@@ -67,7 +67,7 @@ def test_approve_records_everything_and_prices_by_formula(db_engine, make_servic
     assert d.expires_at is not None and d.expires_at > d.decided_at
     assert d.reasons and d.policy.version == svc.policy.version and d.model.endswith(":lgbm_both")
     assert d.portrait_as_of == svc.sources.current().portrait.as_of
-    assert set(applied.steps_ms) == {"validation", "fraud", "portrait", "scoring", "rules", "write"}
+    assert set(applied.steps_ms) == {"lookup", "validation", "fraud", "portrait", "scoring", "rules", "write"}
     # the price is the formula's, with the grade's margin and LGD from the policy
     terms = svc.policy.evaluate(json.loads(json.dumps(svc.get(d.decision_id)["facts"]))).terms
     expected = price(d.pd_12m, terms["lgd"], margin_bps=terms["margin_bps"],

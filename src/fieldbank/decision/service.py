@@ -59,7 +59,7 @@ from fieldbank.decision.store import migrate_decisions
 log = logging.getLogger("fieldbank.decision")
 T = TypeVar("T")
 DEFAULT_PRODUCT = "line-revolving"
-STEPS = ("validation", "fraud", "portrait", "scoring", "rules", "write")
+STEPS = ("lookup", "validation", "fraud", "portrait", "scoring", "rules", "write")
 # Worker threads per process (anyio's limiter): they run the sync routes (the web pages, replay,
 # accept). No more than the read pool holds, so a burst waits for a thread instead of for a
 # connection. The decision route itself runs on the event loop (apply_async).
@@ -268,6 +268,7 @@ class DecisionService:
         stored, counts, exposure_minor = self._lookup(draft)
         if stored is not None:
             return Applied(stored, {})
+        draft.timer.lap("lookup")
         made = self._decide(draft, counts, exposure_minor)
         try:
             self.writer.write(made.record, made.shadow)
@@ -295,6 +296,7 @@ class DecisionService:
             stored, counts, exposure_minor = self._lookup_result(draft, rows)
         if stored is not None:
             return Applied(stored, {})
+        draft.timer.lap("lookup")
         made = self._decide(draft, counts, exposure_minor)
         try:
             if on_loop is None:  # in-memory SQLite: its one connection is the writer thread's
