@@ -21,7 +21,7 @@ from fieldbank.bank.service import IdempotencyConflict, NotFound
 from fieldbank.decision.identity import id_check_char
 from fieldbank.decision.models import Decision, DecisionAcceptance, ShadowScore
 from fieldbank.decision.pricing import PricingParams, price
-from fieldbank.decision.schemas import ApplicationIn
+from fieldbank.decision.schemas import ApplicationIn, DecisionOut
 
 pytestmark = pytest.mark.slow
 
@@ -370,3 +370,26 @@ def test_dropped_database_connections_are_replaced(make_service, economy: Path, 
     second = svc.apply(app_for(parties[1]), "drop-2")
     assert not second.replayed and svc.get(second.decision_id)["decision"]["decision_id"] == second.decision_id
     assert n_decisions(engine) == 2
+
+
+def test_the_async_route_reads_velocity_and_replays_through_the_loop(db_engine, make_service,
+                                                                     economy: Path) -> None:
+    """apply_async reads through the loop's writer (sqlite3 or psycopg directly, the SQL compiled
+    once, `since` formatted as SQLAlchemy stores it on SQLite): the velocity counts and the
+    stored decision it finds are the ones the synchronous path finds."""
+    import asyncio
+
+    svc = make_service(db_engine, velocity_max_per_party=2)
+    party = approved_party(svc, economy)
+
+    async def run() -> tuple[list, DecisionOut]:
+        decided = [(await svc.apply_async(app_for(party), f"a-{i}")).decision for i in range(3)]
+        return decided, (await svc.apply_async(app_for(party), "a-0")).decision
+
+    decided, replay = asyncio.run(run())
+    assert [d.outcome for d in decided] == ["approve", "approve", "refer"]
+    assert "velocity_party" in svc.get(decided[2].decision_id)["facts"]["fraud_flag_names"]
+    assert replay.replayed and replay.decision_id == decided[0].decision_id
+    sync = svc.apply(app_for(party), "a-3")  # the synchronous path counts the async path's rows
+    assert sync.outcome == "refer" and svc.get(sync.decision_id)["facts"]["velocity"]["party"] == 3
+    assert n_decisions(db_engine) == 4

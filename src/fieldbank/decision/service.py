@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, DateTime, Engine, bindparam, create_engine, event, insert, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.pool import QueuePool
 
 from fieldbank.bank.db import SQLITE_BUSY_TIMEOUT_MS
@@ -229,9 +230,12 @@ class DecisionService:
             self.products = set(conn.execute(select(Product.product_code)).scalars())
         self.writer = GroupCommitWriter(engine, self._write_lock)
         self._on_loop: LoopGroupCommit | None = None  # the async route's group commit (and PostgreSQL reads)
-        # The hot reads as psycopg SQL for AsyncPostgres (named %(x)s parameters).
-        self._lookup_sql_pg, self._by_key_sql_pg = (str(q.compile(dialect=engine.dialect))
-                                                    for q in (LOOKUP_SQL, BY_KEY_SQL))
+        # The hot reads compiled once for the loop writers' fetch_all: psycopg's named %(x)s
+        # for AsyncPostgres; sqlite3's named :x for SQLiteLoopWriter, which also needs `since`
+        # as SQLAlchemy stores a DateTime there (text), the one parameter sqlite3 cannot adapt.
+        dialect = sqlite_dialect(paramstyle="named") if engine.dialect.name == "sqlite" else engine.dialect
+        self._lookup_sql, self._by_key_sql = (str(q.compile(dialect=dialect)) for q in (LOOKUP_SQL, BY_KEY_SQL))
+        self._since_param = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
         if isinstance(self.read_engine.pool, QueuePool):
             postgresql = self.read_engine.dialect.name == "postgresql"
             warm_pool(self.read_engine, PG_READ_POOL_WARM if postgresql else self.read_engine.pool.size() - 1)
@@ -283,31 +287,31 @@ class DecisionService:
 
     async def apply_async(self, application: ApplicationIn, idempotency_key: str) -> Applied:
         """`apply_timed` for the HTTP route, with no thread hand-off on the way (loop_writer.py
-        says why): the decision's steps and its commit run on the event loop; on PostgreSQL the
-        read does too (pg_async.AsyncPostgres), on SQLite it is inline (a local ~0.2 ms read
-        that never waits for a writer in WAL mode)."""
+        says why): the decision's steps, its read and its commit run on the event loop, through
+        the loop's writer (pg_async.AsyncPostgres; on SQLite loop_writer.SQLiteLoopWriter, whose
+        read is inline: a local read that never waits for a writer in WAL mode)."""
         draft = self._draft(application, idempotency_key)
         on_loop = self._loop_writer()
-        pg = on_loop if isinstance(on_loop, AsyncPostgres) else None
-        if pg is None:
+        if on_loop is None:  # in-memory SQLite: its one connection is the writer thread's
             stored, counts, exposure_minor = self._lookup(draft)
         else:
-            rows = await pg.fetch_all(self._lookup_sql_pg, self._lookup_params(draft))
+            params = self._lookup_params(draft)
+            rows = await on_loop.fetch_all(self._lookup_sql, {**params, "since": self._since_param(params["since"])})
             stored, counts, exposure_minor = self._lookup_result(draft, rows)
         if stored is not None:
             return Applied(stored, {})
         draft.timer.lap("lookup")
         made = self._decide(draft, counts, exposure_minor)
         try:
-            if on_loop is None:  # in-memory SQLite: its one connection is the writer thread's
+            if on_loop is None:
                 await self.writer.write_async(made.record, made.shadow)
             else:
                 await on_loop.write(made.record, made.shadow)
         except IntegrityError:
-            if pg is None:
+            if on_loop is None:
                 stored = self._by_key(idempotency_key, draft.request_hash)
             else:
-                rows = await pg.fetch_all(self._by_key_sql_pg, {"key": idempotency_key})
+                rows = await on_loop.fetch_all(self._by_key_sql, {"key": idempotency_key})
                 stored = self._stored_response(rows[0] if rows else None, idempotency_key, draft.request_hash)
             if stored is None:
                 raise
