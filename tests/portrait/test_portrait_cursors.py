@@ -93,3 +93,39 @@ def test_latest_portrait_with_queries_beside_the_advance_equals_full(tmp_path: P
         assert started[-1] == day and set(seconds) == {"state", "portrait"}
         full = execute_portrait(load_inputs(connect("duckdb"), lake, use_rollups=False), day)
         assert_same_portrait(got, full, rel=1e-9)
+
+
+def test_a_party_paying_for_the_first_time_gets_a_windows_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A party with no payment before the state's date pays on a new day: the day's join to the
+    windows' rows finds none, so it is appended (state._Windows.rows_of_unseen), and the
+    portrait still equals the full recompute on that day and the next."""
+    tables = synthetic_tables(120, 20_000, START, 390, seed=13)
+    payments = tables["payments"]
+    first_day = _payments_between(payments, FIRST_AS_OF, FIRST_AS_OF + dt.timedelta(days=1))
+    newcomer = first_day["payer_id"][0]
+    theirs = pc.or_(pc.equal(payments["payer_id"], newcomer), pc.equal(payments["payee_id"], newcomer))
+    # The newcomer's payments before FIRST_AS_OF never happened; the rest of the lake is as generated.
+    payments = payments.filter(pc.or_(pc.invert(theirs), pc.greater_equal(payments["ts"], _ts(FIRST_AS_OF))))
+    lake = tmp_path / "lake"
+    for name, table in tables.items():
+        if name != "payments":
+            write_lake_table(lake, name, table, file_tag="0")
+    write_lake_table(lake, "payments", _payments_between(payments, None, FIRST_AS_OF), file_tag="0")
+    state.latest_portrait(lake, FIRST_AS_OF)
+
+    appended: list[int] = []
+    real = state._Windows.rows_of_unseen  # noqa: SLF001
+
+    def spy(self, party_ids):  # noqa: ANN001, ANN202
+        appended.append(len(party_ids))
+        return real(self, party_ids)
+
+    monkeypatch.setattr(state._Windows, "rows_of_unseen", spy)  # noqa: SLF001
+    for k in range(2):
+        d = FIRST_AS_OF + dt.timedelta(days=k)
+        write_lake_table(lake, "payments", _payments_between(payments, d, d + dt.timedelta(days=1)), file_tag=f"d{d}")
+        got, update = state.latest_portrait(lake, d + dt.timedelta(days=1))
+        assert (update.action, update.days) == ("advanced", 1)
+        full = execute_portrait(load_inputs(connect("duckdb"), lake, use_rollups=False), d + dt.timedelta(days=1))
+        assert_same_portrait(got, full, rel=1e-9)
+    assert appended and appended[0] >= 1, "the newcomer's first day appends it to the windows"

@@ -300,12 +300,16 @@ def execute_portrait(
 def _checked_portrait(table: pa.Table, as_of: dt.date) -> pa.Table:
     """Rows sorted by party_id, the portrait's schema, no party twice."""
     ids = table["party_id"]
-    if table.num_rows > 1 and not pc.all(pc.less(ids[:-1], ids[1:])).as_py():
-        table = table.sort_by("party_id")  # DuckDB keeps a scan's order in a projection; a safety net
+    # Strictly increasing ids (the usual case: DuckDB keeps a scan's order in a projection) are
+    # sorted and distinct, so the distinct count (0.04 s at 100k rows) is needed only otherwise.
+    increasing = table.num_rows < 2 or pc.all(pc.less(ids[:-1], ids[1:])).as_py()
+    if not increasing:
+        table = table.sort_by("party_id")  # a safety net
     schema = portrait_schema()
     table = table.select(schema.names).cast(schema)
-    distinct = pc.count_distinct(table["party_id"]).as_py()
-    assert distinct == table.num_rows, f"portrait {as_of}: {table.num_rows - distinct} duplicate party rows"
+    if not increasing:
+        distinct = pc.count_distinct(table["party_id"]).as_py()
+        assert distinct == table.num_rows, f"portrait {as_of}: {table.num_rows - distinct} duplicate party rows"
     return table
 
 

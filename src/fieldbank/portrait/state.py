@@ -212,6 +212,18 @@ class _Windows:
             idx = pc.index_in(party_ids, value_set=self.parties)
         return idx.to_numpy(zero_copy_only=False)
 
+    def rows_table(self) -> pa.Table:
+        """(party_id, party_row): each party's row, for a join in DuckDB."""
+        return pa.table({"party_id": self.parties, "party_row": pa.array(np.arange(len(self.parties), dtype=np.int32))})
+
+    def rows_of_unseen(self, party_ids: pa.Array) -> np.ndarray:
+        """Rows of party ids none of which is in the windows yet: appended with zero windows."""
+        new = pc.unique(party_ids)
+        first = len(self.parties)
+        self.parties = pa.concat_arrays([self.parties, new.cast(self.parties.type)])
+        self.cols = {k: np.concatenate([v, np.zeros(len(new), np.int64)]) for k, v in self.cols.items()}
+        return first + pc.index_in(party_ids, value_set=new).to_numpy(zero_copy_only=False)
+
     def table(self) -> pa.Table:
         return pa.table({"party_id": self.parties, **{w.name: self.cols[w.name] for w in ALL_WINDOWS}})
 
@@ -288,8 +300,20 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, 
     def measures(a: AsOf) -> ir.Table:
         return day_measures(rollups.filter_days(r, [_new_day(a)]), _measures_used())
 
-    t = con.con.sql(cache.sql(con, "state_day_measures", measures, new_as_of)).to_arrow_table()  # noqa: SLF001
-    _write_arrow(days_dir / f"{new_day}.arrow", _day_table(windows, t.drop_columns(["day"])))
+    # Each party's row in the windows by a join in DuckDB (a hash of the day's ~20k parties,
+    # probed by the windows' 100k), not by hashing the 100k ids in Arrow (0.1-0.16 s at 5M).
+    raw = con.con  # noqa: SLF001
+    raw.register("_state_party_rows", windows.rows_table())
+    t = raw.sql(f"SELECT m.*, r.party_row FROM ({cache.sql(con, 'state_day_measures', measures, new_as_of)}) m "
+                "LEFT JOIN _state_party_rows r ON m.party_id = r.party_id").to_arrow_table()
+    raw.unregister("_state_party_rows")
+    rows = t["party_row"].combine_chunks()
+    if rows.null_count:  # parties with their first payments: appended to the windows
+        unseen = pc.is_null(rows)
+        new_rows = windows.rows_of_unseen(t["party_id"].combine_chunks().filter(unseen))
+        rows = pc.replace_with_mask(rows, unseen, pa.array(new_rows.astype(np.int32)))
+    day = t.drop_columns(["day", "party_id", "party_row"]).add_column(0, "party_row", rows)
+    _write_arrow(days_dir / f"{new_day}.arrow", day.select(_day_schema().names).cast(_day_schema()))
 
     def back(days: int) -> dt.date:  # the day `days` days before the new day
         return new_day - dt.timedelta(days=days)
