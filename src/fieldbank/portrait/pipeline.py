@@ -247,6 +247,8 @@ def finish_started_portrait(started: StartedPortrait) -> pa.Table:
         running[name] = pool.submit(_query_job(sql))
     base = running.pop(party.__name__).result()
     keys = base["party_id"].combine_chunks()
+    # An alignment job waits for its query's future; every query was submitted before every
+    # alignment and the pool takes jobs in order, so the query is running or done (no deadlock).
     aligned = {name: pool.submit(lambda _cur, f=fut: _align_family(keys, f.result())) for name, fut in running.items()}
     columns: dict[str, pa.ChunkedArray | pa.Array] = dict(zip(base.column_names, base.columns, strict=True))
     for family in COMPUTED_FAMILIES:  # the catalog's order, as the sequential path
