@@ -158,6 +158,12 @@ class SqlTemplates:
             self.dirty = True
         return real
 
+    def rendered(self, name: str, day: dt.date) -> str | None:
+        """The SQL of query `name` at `day` from its template, or None when there is none (not
+        made yet, or not cacheable): then `sql` must compile it."""
+        template = self.templates.get(name)
+        return render(template, day) if template else None
+
     def save(self) -> None:
         """Write the templates to `directory` (atomically) if any were made; drop other keys' files."""
         if self.directory is None or not self.dirty:
