@@ -10,7 +10,7 @@ import ibis
 import ibis.expr.types as ir
 
 from fieldbank.portrait import rollups
-from fieldbank.portrait.engine import date_literal, read_lake_table, ts_literal
+from fieldbank.portrait.engine import date_literal, engine_of, read_lake_table, ts_literal
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
     else:
         assert not named_views, "named views need the persisted rollups"
         payments = read_lake_table(con, lake_dir, "payments")
-        party_day = rollups.party_day_rows(payments)  # the same sums, without grouping first
-        pair_day = rollups.pair_day(payments)
+        party_day = rollups.party_day_rows(payments, engine_of(con))  # the same sums, without grouping first
+        pair_day = rollups.pair_day(payments, engine_of(con))
     return Inputs(
         con=con,
         parties=read_lake_table(con, lake_dir, "parties", _name("parties")),
