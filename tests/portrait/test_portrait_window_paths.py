@@ -15,7 +15,7 @@ from fieldbank.portrait import connect, load_inputs
 from fieldbank.portrait.engine import duckdb_arrow, duckdb_sql, utc_date
 from fieldbank.portrait.families import business, household
 from fieldbank.portrait.inputs import AsOf
-from fieldbank.portrait.pipeline import ALL_WINDOWS, payment_aggregates
+from fieldbank.portrait.pipeline import ALL_WINDOWS, payment_aggregates, payment_family_arrow, payment_sql_templates
 from fieldbank.portrait.testing import synthetic_tables, write_lake_table
 from fieldbank.portrait.windows import window_sums, window_sums_arrow
 
@@ -108,3 +108,23 @@ def test_business_and_household_raw_equal_rollups(lake: Path) -> None:
             assert raw.column_names == rolled.column_names
             for name in raw.column_names:  # float features are the same arithmetic on the same ints
                 assert raw[name].equals(rolled[name]), f"{as_of} {name}"
+
+
+def test_payment_families_from_cached_sql_equal_compiled(lake: Path) -> None:
+    """payment_aggregates + payment_family_arrow from the SQL templates (made by the first
+    date, rendered for the others, on new connections) equal the same without a cache."""
+    made = []
+    for as_of in AS_OF_DATES[1:]:
+        a = AsOf(as_of)
+        inp = load_inputs(connect("duckdb"), lake, use_rollups=False, named_views=True)
+        cache = payment_sql_templates(inp)
+        agg = payment_aggregates(inp, a, cache)
+        got = [_sorted(payment_family_arrow(inp, a, fam, agg, cache)) for fam in (business, household)]
+        made.append(cache.made)
+        ref_inp = load_inputs(connect("duckdb"), lake, use_rollups=False)
+        ref_agg = payment_aggregates(ref_inp, a)
+        want = [_sorted(duckdb_arrow(ref_inp.con, fam.compute(ref_inp, a, ref_agg))) for fam in (business, household)]
+        for g, w in zip(got, want, strict=True):
+            assert g.equals(w), as_of
+    assert made[1:] == [0] * (len(made) - 1), made  # later dates render the templates
+    assert all(t for t in cache.templates.values()), "a payment query was not cacheable"
