@@ -42,7 +42,7 @@ from fieldbank.portrait import connect, execute_portrait, load_inputs
 from fieldbank.portrait.engine import duckdb_arrow, materialize, midnight_utc, release_temporaries
 from fieldbank.portrait.families import COMPUTED_FAMILIES, business, household, party
 from fieldbank.portrait.inputs import AsOf
-from fieldbank.portrait.pipeline import payment_aggregates
+from fieldbank.portrait.pipeline import payment_aggregates, payment_family_arrow, payment_sql_templates
 from fieldbank.portrait.rollups import rollups_dir, update_rollups
 from fieldbank.portrait.state import STATE_DIR, latest_portrait
 from fieldbank.portrait.testing import synthetic_tables, write_lake_table, write_synthetic_lake_streaming
@@ -206,17 +206,25 @@ def featuretools_figure(work: Path, payments_n: int, seed: int, as_of: dt.date) 
     for name, table in tables.items():
         write_lake_table(lake, name, table, file_tag="0")
 
-    def fieldbank_families(lake: Path = lake) -> list[pa.Table]:
-        inp = load_inputs(connect("duckdb"), lake, use_rollups=False)
+    def fieldbank_families(lake: Path = lake, cached_sql: bool = True) -> list[pa.Table]:
+        # A new DuckDB connection per call; the lake's payments under a fixed view name, so the
+        # compiled SQL of a call is kept (in memory, sqlcache.py) and the next call renders it.
+        inp = load_inputs(connect("duckdb"), lake, use_rollups=False, named_views=cached_sql)
         a = AsOf(as_of)
-        agg = payment_aggregates(inp, a)  # what the pipeline does: one pass for both families
+        cache = payment_sql_templates(inp) if cached_sql else None
+        agg = payment_aggregates(inp, a, cache)  # what the pipeline does: one pass for both families
         # What the pipeline does with each family on DuckDB (execute_portrait): one query to Arrow.
-        return [duckdb_arrow(inp.con, fam.compute(inp, a, agg)) for fam in (business, household)]
+        return [payment_family_arrow(inp, a, fam, agg, cache) for fam in (business, household)]
 
-    # The first call in a process pays one-off costs (DuckDB and Ibis warm-up, ~1 s); featuretools'
-    # import is not timed either, so the ratio uses the second (warm) call; both are reported.
+    # The first call in a process pays one-off costs (DuckDB and Ibis warm-up, ~1 s, and making
+    # the SQL templates); featuretools' import is not timed either, so the ratio uses the second
+    # (warm) call, which runs from the compiled SQL kept by the first; all are reported, and the
+    # same warm call compiling its SQL through Ibis again.
     fb_cold_s, _ = timed(fieldbank_families)
     fb_s, fb_out = timed(fieldbank_families)
+    fb_uncached_s, fb_uncached_out = timed(lambda: fieldbank_families(cached_sql=False))
+    for got, want in zip(fb_out, fb_uncached_out, strict=True):  # the cached SQL computes the same
+        assert got.sort_by("party_id").equals(want.sort_by("party_id")), "cached and compiled SQL differ"
     # Fixed cost (Ibis expression building and compiling, DuckDB planning, opening files): the
     # same call on a lake of 1% of the payments.
     tiny = work / "lake-featuretools-tiny"
@@ -276,10 +284,11 @@ def featuretools_figure(work: Path, payments_n: int, seed: int, as_of: dt.date) 
     fig = {
         "payments": payments_n, "parties": parties_n, "as_of": as_of.isoformat(), "windows_days": FT_WINDOWS_DAYS,
         "featuretools_version": ft.__version__, "featuretools_s": ft_s, "featuretools_features": ft_features,
-        "fieldbank_s": fb_s, "fieldbank_first_call_s": fb_cold_s,
+        "fieldbank_s": fb_s, "fieldbank_first_call_s": fb_cold_s, "fieldbank_without_sql_cache_s": fb_uncached_s,
         "fieldbank_same_call_on_1pct_of_payments_s": fb_tiny_s, "fieldbank_features": fb_features,
         "fieldbank_families": ["business", "household"],
-        "speedup": ft_s / fb_s, "speedup_vs_first_call": ft_s / fb_cold_s, "goal_speedup_min": 50,
+        "speedup": ft_s / fb_s, "speedup_vs_first_call": ft_s / fb_cold_s,
+        "speedup_without_sql_cache": ft_s / fb_uncached_s, "goal_speedup_min": 50,
         "checked_equal": f"90-day revenue of {len(joined)} parties: featuretools SUM(sales.amount_minor) "
                          "== fieldbank biz_revenue_minor_90d",
         "load_average": os.getloadavg(),

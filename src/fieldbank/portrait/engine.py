@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as idt
 import ibis.expr.types as ir
 import pyarrow as pa
 
@@ -120,6 +121,29 @@ def date_literal(day: dt.date) -> ir.DateScalar:
     return ibis.literal(day, type="date")
 
 
+_TIMESTAMP_UTC = idt.Timestamp(timezone="UTC")
+_TIMESTAMP_NAIVE = idt.Timestamp()
+
+
+@ibis.udf.scalar.builtin(name="epoch_us")
+def _duckdb_epoch_us(ts: _TIMESTAMP_UTC) -> idt.int64:  # DuckDB: microseconds since the epoch of a TIMESTAMPTZ
+    ...
+
+
+@ibis.udf.scalar.builtin(name="make_timestamp")
+def _duckdb_make_timestamp(us: idt.int64) -> _TIMESTAMP_NAIVE:  # DuckDB: the naive TIMESTAMP of epoch microseconds
+    ...
+
+
+def utc_date(ts: ir.TimestampValue, engine: str) -> ir.DateValue:
+    """`ts.date()` of a UTC timestamp. On DuckDB the same date from the epoch microseconds:
+    CAST(TIMESTAMPTZ AS DATE) goes through the ICU calendar of the session time zone, ~4x
+    slower (0.06 s per million rows measured, twice per payment on the raw-payments path)."""
+    if engine != "duckdb":
+        return ts.date()
+    return _duckdb_make_timestamp(_duckdb_epoch_us(ts)).date()
+
+
 def safe_div(num: ir.NumericValue, den: ir.NumericValue) -> ir.FloatingValue:
     """num / den as float64, null when den is 0 or null (Spark 4 runs in ANSI mode: x/0 raises)."""
     return ibis.ifelse(den.fill_null(0) != 0, num.cast("float64") / den.cast("float64"), ibis.null("float64"))
@@ -172,6 +196,20 @@ def materialize(con: ibis.BaseBackend, expr: ir.Table, keep: bool = False) -> ir
     if not keep:
         _live_temporaries.setdefault(id(con), []).append(name)
     return table
+
+
+def materialize_arrow(con: ibis.BaseBackend, table: pa.Table) -> ir.Table:
+    """DuckDB: `table` as a temp table (a copy, released like `materialize`'s)."""
+    assert engine_of(con) == "duckdb", "materialize_arrow is for DuckDB"
+    name = f"_fieldbank_tmp_{next(_temp_names)}"
+    raw = con.con  # noqa: SLF001 - the DuckDB connection under the Ibis backend
+    raw.register(f"{name}_arrow", table)
+    try:
+        raw.execute(f'CREATE TEMP TABLE "{name}" AS SELECT * FROM "{name}_arrow"')
+    finally:
+        raw.unregister(f"{name}_arrow")
+    _live_temporaries.setdefault(id(con), []).append(name)
+    return con.table(name)
 
 
 def release_temporaries(con: ibis.BaseBackend) -> int:

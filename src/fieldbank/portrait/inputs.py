@@ -10,7 +10,7 @@ import ibis
 import ibis.expr.types as ir
 
 from fieldbank.portrait import rollups
-from fieldbank.portrait.engine import date_literal, read_lake_table, ts_literal
+from fieldbank.portrait.engine import date_literal, engine_of, read_lake_table, ts_literal
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,10 @@ def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
     per date: one pass for all window sums, one for the pair state), so the engine pushes
     each query's filters and projections down to the raw scan.
 
-    `named_views` (DuckDB, rollups): every table is a view named `lake_<table>` (replacing
-    any view of that name on `con`), so the SQL compiled over the inputs is the same in every
-    process and can be kept (sqlcache.py). Otherwise the names are generated per process."""
+    `named_views` (DuckDB): every table read is a view named `lake_<table>` (replacing any
+    view of that name on `con`; without rollups the payments are `lake_payments`), so the SQL
+    compiled over the inputs is the same in every process and connection and can be kept
+    (sqlcache.py). Otherwise the names are generated per process."""
     lake_dir = Path(lake_dir)
 
     def _name(table: str) -> str | None:
@@ -77,10 +78,9 @@ def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
         party_day = rollups.read_rollup(con, lake_dir, "party_day", _name("party_day"))
         pair_day = rollups.read_rollup(con, lake_dir, "pair_day", _name("pair_day"))
     else:
-        assert not named_views, "named views need the persisted rollups"
-        payments = read_lake_table(con, lake_dir, "payments")
-        party_day = rollups.party_day_rows(payments)  # the same sums, without grouping first
-        pair_day = rollups.pair_day(payments)
+        payments = read_lake_table(con, lake_dir, "payments", _name("payments"))
+        party_day = rollups.party_day_rows(payments, engine_of(con))  # the same sums, without grouping first
+        pair_day = rollups.pair_day(payments, engine_of(con))
     return Inputs(
         con=con,
         parties=read_lake_table(con, lake_dir, "parties", _name("parties")),

@@ -20,12 +20,20 @@ import pyarrow.parquet as pq
 
 from fieldbank.portrait.catalog import Feature, catalog
 from fieldbank.portrait.cursors import CursorPool
-from fieldbank.portrait.engine import duckdb_arrow, engine_of, materialize, release_temporaries
+from fieldbank.portrait.engine import duckdb_arrow, engine_of, materialize, materialize_arrow, release_temporaries
 from fieldbank.portrait.graph import edge_weights, pagerank_arrow
 from fieldbank.portrait.families import COMPUTED_FAMILIES, PAYMENT_FAMILIES, party, supply_chain, thin_file
 from fieldbank.portrait.inputs import AsOf, Inputs
-from fieldbank.portrait.sqlcache import SqlTemplates
-from fieldbank.portrait.windows import PaymentAggregates, pair_state, window_sums
+from fieldbank.portrait.sqlcache import SqlTemplates, cache_key
+from fieldbank.portrait.windows import (
+    PaymentAggregates,
+    bucket_sums,
+    measures_of,
+    pair_state,
+    window_sums,
+    window_sums_arrow,
+    windows_from_buckets,
+)
 
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
 KEY_COLUMNS = ("party_id", "as_of")
@@ -41,13 +49,56 @@ def portrait_schema() -> pa.Schema:
 ALL_WINDOWS = tuple(w for family in PAYMENT_FAMILIES for w in family.WINDOWS)
 
 
-def payment_aggregates(inp: Inputs, a: AsOf) -> PaymentAggregates:
+def payment_aggregates(inp: Inputs, a: AsOf, sql_cache: SqlTemplates | None = None) -> PaymentAggregates:
     """Every payment family's window sums in one pass over party_day, and the pair state in
-    one pass over pair_day, materialized once for all families (see windows.py)."""
-    return PaymentAggregates(
-        windows=materialize(inp.con, window_sums(inp.party_day, a, ALL_WINDOWS)),
-        pairs=materialize(inp.con, pair_state(inp.pair_day, a)),
-    )
+    one pass over pair_day, materialized once for all families (see windows.py). On DuckDB
+    the window sums are summed from per-bucket sums in numpy (`window_sums_arrow`, the same
+    values as `window_sums`).
+
+    `sql_cache` (DuckDB, inputs with fixed names: `payment_sql_templates`): both queries run
+    from their cached compiled SQL and the results are kept under fixed names (replaced on
+    the next call on the connection), so the families' SQL over them can be cached too."""
+    con = inp.con
+    if sql_cache is not None:
+        raw = con.con  # noqa: SLF001 - the DuckDB connection under the Ibis backend
+        buckets = raw.sql(sql_cache.sql(con, "bucket_sums", lambda d: bucket_sums(
+            inp.party_day, d, measures_of(ALL_WINDOWS)), a.day)).to_arrow_table()
+        raw.register("_portrait_windows_arrow", windows_from_buckets(buckets, ALL_WINDOWS))
+        try:
+            raw.execute(f"CREATE OR REPLACE TEMP TABLE {WINDOWS_TABLE} AS SELECT * FROM _portrait_windows_arrow")
+        finally:
+            raw.unregister("_portrait_windows_arrow")
+        raw.execute(f"CREATE OR REPLACE TEMP TABLE {PAIRS_TABLE} AS "
+                    + sql_cache.sql(con, "pair_state", lambda d: pair_state(inp.pair_day, d), a.day))
+        sql_cache.save()
+        return PaymentAggregates(windows=con.table(WINDOWS_TABLE), pairs=con.table(PAIRS_TABLE))
+    if engine_of(con) == "duckdb":
+        windows = materialize_arrow(con, window_sums_arrow(con, inp.party_day, a, ALL_WINDOWS))
+    else:
+        windows = materialize(con, window_sums(inp.party_day, a, ALL_WINDOWS))
+    return PaymentAggregates(windows=windows, pairs=materialize(con, pair_state(inp.pair_day, a)))
+
+
+WINDOWS_TABLE, PAIRS_TABLE = "portrait_windows", "portrait_pairs"  # payment_aggregates with a cache
+
+
+def payment_sql_templates(inp: Inputs, directory: Path | None = None) -> SqlTemplates:
+    """The compiled-SQL templates (sqlcache.py) of `payment_aggregates` and of the payment
+    families over its results, for inputs read with `load_inputs(named_views=True)`."""
+    assert engine_of(inp.con) == "duckdb", "the SQL cache is for DuckDB"
+    return SqlTemplates.load(cache_key(inp.con, "payment_aggregates", [inp.party_day, inp.pair_day]), directory)
+
+
+def payment_family_arrow(inp: Inputs, a: AsOf, family: ModuleType, agg: PaymentAggregates,
+                         sql_cache: SqlTemplates | None = None) -> pa.Table:
+    """One payment family's rows on DuckDB (one query to Arrow), from `agg`; with `sql_cache`
+    (and `agg` from `payment_aggregates` with it) from the family's cached compiled SQL."""
+    assert family in PAYMENT_FAMILIES, family
+    if sql_cache is None:
+        return duckdb_arrow(inp.con, family.compute(inp, a, agg))
+    sql = sql_cache.sql(inp.con, family.__name__, lambda d: family.compute(inp, d, agg), a.day)
+    sql_cache.save()
+    return inp.con.con.sql(sql).to_arrow_table()  # noqa: SLF001
 
 
 # A family's query as a function of the date: what the SQL cache (sqlcache.py) compiles once.

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fieldbank.contract import TABLES
-from fieldbank.portrait.engine import connect, materialize, parquet_files, read_parquet_dir
+from fieldbank.portrait.engine import connect, materialize, parquet_files, read_parquet_dir, utc_date
 
 PARTY_DAY_SCHEMA = pa.schema(
     [
@@ -82,13 +82,14 @@ def party_day(payments: ir.Table) -> ir.Table:
     return out.select(*PARTY_DAY_SCHEMA.names)
 
 
-def party_day_rows(payments: ir.Table) -> ir.Table:
+def party_day_rows(payments: ir.Table, engine: str) -> ir.Table:
     """Payments as rows of `party_day` *before* the group-by: each payment twice (payee side
     "in", payer side "out") with n_payments = 1. Every measure of windows.py is a sum or a
     count of distinct days over party_day rows, so it is the same on this relation; reading
     raw payments (no persisted rollups) the portrait uses it and skips materializing the
-    grouped rollup (measured: the 1M-payment window query 0.8 s -> see docs/portrait.md)."""
-    p = payments.mutate(day=payments.ts.date())
+    grouped rollup (measured: the 1M-payment window query 0.8 s -> see docs/portrait.md).
+    `engine` (of the backend `payments` is on) picks the cheapest `utc_date`."""
+    p = payments.mutate(day=utc_date(payments.ts, engine))
     sides = [
         p.select(party_id=p[party_col], day=p.day, direction=ibis.literal(direction), kind=p.kind,
                  category=p.category, amount_minor=p.amount_minor.cast("int64"),
@@ -98,10 +99,11 @@ def party_day_rows(payments: ir.Table) -> ir.Table:
     return sides[0].union(sides[1], distinct=False).select(*PARTY_DAY_SCHEMA.names)
 
 
-def pair_day(payments: ir.Table) -> ir.Table:
-    """Purchases rolled up to payee x payer x day."""
+def pair_day(payments: ir.Table, engine: str | None = None) -> ir.Table:
+    """Purchases rolled up to payee x payer x day. `engine` (of the backend `payments` is on):
+    the day by `utc_date` (the raw-payments path); None: `ts.date()`."""
     p = payments.filter(payments.kind == "purchase")
-    p = p.mutate(day=p.ts.date())
+    p = p.mutate(day=p.ts.date() if engine is None else utc_date(p.ts, engine))
     out = p.group_by("payee_id", "payer_id", "day").aggregate(
         amount_minor=p.amount_minor.sum().cast("int64"), n_payments=p.count().cast("int64")
     )
