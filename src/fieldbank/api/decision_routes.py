@@ -55,8 +55,8 @@ async def _apply_direct(request: Request, endpoint: Callable[..., Coroutine[Any,
     """What FastAPI does before calling `apply`, done directly: the API key, the
     Idempotency-Key header and the JSON body checked with the same rules and the same models,
     errors raised as the same RequestValidationError (so the same 422 body). FastAPI's generic
-    per-request work (solving dependencies, json.loads then validating the dict) was 15-20% of
-    a decision's server CPU in a profile at 200 decisions/s."""
+    per-request work (solving dependencies, json.loads then validating the dict) cost ~0.4 ms
+    of a decision's ~3 ms CPU (in-process, interleaved rounds)."""
     await require_api_key(request, request.headers.get("x-api-key"))
     key = request.headers.get("idempotency-key")
     errors: list[dict[str, Any]] = []
@@ -82,7 +82,7 @@ async def _apply_direct(request: Request, endpoint: Callable[..., Coroutine[Any,
     return await endpoint(body, request, key)
 
 
-class _DirectRoute(APIRoute):
+class _ApplyRoute(APIRoute):
     """FastAPI documents the route from its endpoint's signature and the router's API-key
     dependency (OpenAPI, schemathesis); requests go through `_apply_direct`, which checks what
     they declare and then calls the endpoint."""
@@ -112,7 +112,7 @@ async def apply(body: ApplicationIn, request: Request, key: IdempotencyKey) -> R
 
 
 router.add_api_route("/applications", apply, methods=["POST"], status_code=201, response_model=DecisionOut,
-                     route_class_override=_DirectRoute,
+                     route_class_override=_ApplyRoute,
                      responses={200: {"description": "a replay of the decision stored under this Idempotency-Key"},
                                 409: {"description": "the Idempotency-Key was used for a different application"},
                                 422: {"description": "the application breaks a rule: field, value and rule named"}})
