@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from portrait_handmade import assert_same_portrait
 
-from fieldbank.portrait import connect, execute_portrait, load_inputs, pipeline, state
+from fieldbank.portrait import connect, execute_portrait, load_inputs, pipeline, sqlcache, state
 from fieldbank.portrait.cursors import CursorPool
 from fieldbank.portrait.testing import synthetic_tables, write_lake_table
 
@@ -77,6 +77,9 @@ def test_latest_portrait_with_queries_beside_the_advance_equals_full(tmp_path: P
         return out
 
     monkeypatch.setattr(state, "start_portrait", spy)
+    # Templates are shared in-process by key (same schema, same definitions): an earlier test's
+    # would make this first run look like a later one.
+    monkeypatch.setattr(sqlcache, "_IN_MEMORY", {})
     _, update = state.latest_portrait(lake, FIRST_AS_OF)
     assert update.action == "built"
     assert started == [], "the first run makes the templates, one query after the other"
