@@ -153,7 +153,7 @@ PROBE_FACTS: dict[str, Any] = {
 
 
 class Policy:
-    """A loaded, validated policy. Thread-safe to evaluate (the compiled decision is immutable)."""
+    """A loaded, validated policy. Thread-safe to evaluate (the engine and the decision it loaded are immutable)."""
 
     def __init__(self, path: Path, name: str, version: str, engine: Any, tables: list[tuple[str, str, str]],
                  rows: list[RuleRow]) -> None:
