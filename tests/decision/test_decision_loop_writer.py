@@ -1,7 +1,7 @@
-"""The SQLite group commit on the event loop (loop_writer.SQLiteLoopWriter): rows share
-commits, a duplicate key fails only its own request, a write lock held elsewhere is waited for
-on the loop (never in SQLite's busy handler), and a lock held past the timeout is
-DecisionLogBusy with nothing written."""
+"""The group commit on the event loop (loop_writer): rows share commits and a duplicate key
+fails only its own request (SQLiteLoopWriter and AsyncPostgres); on SQLite, a write lock held
+elsewhere is waited for on the loop (never in SQLite's busy handler), and a lock held past the
+timeout is DecisionLogBusy with nothing written."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from test_decision_writer import row, stored_keys
 
 from fieldbank.decision.loop_writer import SQLiteLoopWriter
+from fieldbank.decision.pg_async import AsyncPostgres
 from fieldbank.decision.store import migrate_decisions
 from fieldbank.decision.writer import DecisionLogBusy
 
@@ -24,9 +25,15 @@ def log_engine(sqlite_engine):  # noqa: ANN001, ANN201
     return sqlite_engine
 
 
-def test_rows_share_commits_and_a_duplicate_fails_alone(log_engine) -> None:  # noqa: ANN001
+def test_rows_share_commits_and_a_duplicate_fails_alone(db_engine) -> None:  # noqa: ANN001
+    """Both loop writers (SQLite inline, PostgreSQL over psycopg): rows that queue during a
+    commit go into the next one together; a batch with a duplicate key fails whole and is
+    written again row by row, so only the duplicate's request fails."""
+    migrate_decisions(db_engine)
+
     async def main() -> tuple[list, int, list]:
-        writer = SQLiteLoopWriter(log_engine, threading.Lock())
+        writer = SQLiteLoopWriter(db_engine, threading.Lock()) if db_engine.dialect.name == "sqlite" \
+            else AsyncPostgres(db_engine)
         grouped = await asyncio.gather(*(writer.write(row(n)) for n in range(40)))
         batches = writer.batches
         mixed = await asyncio.gather(*(writer.write(row(n)) for n in range(40, 45)), writer.write(row(99, "key-7")),
@@ -36,8 +43,8 @@ def test_rows_share_commits_and_a_duplicate_fails_alone(log_engine) -> None:  # 
 
     grouped, batches, mixed = asyncio.run(main())
     assert grouped == [None] * 40 and batches < 40
-    assert mixed[:5] == [None] * 5 and isinstance(mixed[5], IntegrityError)
-    assert stored_keys(log_engine) == {f"key-{n}" for n in range(45)}
+    assert mixed[:5] == [None] * 5 and isinstance(mixed[5], IntegrityError)  # key-7 was taken by row 7
+    assert stored_keys(db_engine) == {f"key-{n}" for n in range(45)}
 
 
 def test_a_write_lock_held_elsewhere_is_waited_for_on_the_loop(log_engine, tmp_path) -> None:  # noqa: ANN001

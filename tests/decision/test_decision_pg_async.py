@@ -1,6 +1,6 @@
-"""The decision route's PostgreSQL I/O on the event loop (pg_async.AsyncPostgres): group
-commits, a duplicate key fails only its own request, a full queue is DecisionLogBusy and never a
-silent loss, killed backends are replaced, and closing commits what is queued."""
+"""The decision route's PostgreSQL I/O on the event loop (pg_async.AsyncPostgres): a full
+queue is DecisionLogBusy and never a silent loss, killed backends are replaced, and closing
+commits what is queued (group commits and duplicates: test_decision_loop_writer)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import asyncio
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
 from test_decision_writer import row, stored_keys
 
 from fieldbank.decision.models import Decision
@@ -23,24 +22,6 @@ pytestmark = pytest.mark.pg
 def log_engine(pg_engine):  # noqa: ANN001, ANN201
     migrate_decisions(pg_engine)
     return pg_engine
-
-
-def test_concurrent_rows_share_commits_and_a_duplicate_fails_alone(log_engine) -> None:  # noqa: ANN001
-    async def main() -> tuple[list, int, list]:
-        pg = AsyncPostgres(log_engine)
-        grouped = await asyncio.gather(*(pg.write(row(n)) for n in range(40)))
-        batches = pg.batches
-        # A batch with a duplicate fails whole; it is written again row by row.
-        mixed = await asyncio.gather(*(pg.write(row(n)) for n in range(40, 45)), pg.write(row(99, key="key-7")),
-                                     return_exceptions=True)
-        await pg.aclose()
-        return grouped, batches, mixed
-
-    grouped, batches, mixed = asyncio.run(main())
-    assert grouped == [None] * 40
-    assert batches < 40  # rows that queued during a commit went into the next one together
-    assert mixed[:5] == [None] * 5 and isinstance(mixed[5], IntegrityError)  # key-7 was taken by row 7
-    assert stored_keys(log_engine) == {f"key-{n}" for n in range(45)}
 
 
 def test_a_full_queue_is_busy_and_every_accepted_row_is_committed(log_engine) -> None:  # noqa: ANN001
