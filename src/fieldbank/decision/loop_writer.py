@@ -18,13 +18,15 @@ Bound to the loop that created it (uvicorn runs one loop per worker process).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, DateTime, Engine
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fieldbank.decision.writer import (
@@ -38,6 +40,9 @@ from fieldbank.decision.writer import (
 )
 
 log = logging.getLogger("fieldbank.decision")
+# How SQLAlchemy writes a DateTime(timezone=True) on SQLite (text, UTC wall time): fetch_all's
+# raw sqlite3 parameters must match it.
+_SQLITE_DATETIME = DateTime(timezone=True).dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
 SQLITE_LOCK_RETRY_S = 0.0005  # the wait between tries for SQLite's write lock, on the loop
 
 
@@ -164,6 +169,8 @@ class SQLiteLoopWriter(LoopGroupCommit):
         if self._reader is None:
             self._reader = self.engine.raw_connection()  # with the engine's connect-time PRAGMAs
             assert self._reader.driver_connection.isolation_level is None
+        # A datetime compares with the stored text only in SQLAlchemy's format for DateTime.
+        params = {k: _SQLITE_DATETIME(v) if isinstance(v, dt.datetime) else v for k, v in params.items()}
         return self._reader.driver_connection.execute(sql, params).fetchall()
 
     def _connection(self) -> Connection:

@@ -231,11 +231,9 @@ class DecisionService:
         self.writer = GroupCommitWriter(engine, self._write_lock)
         self._on_loop: LoopGroupCommit | None = None  # the async route's group commit (and PostgreSQL reads)
         # The hot reads compiled once for the loop writers' fetch_all: psycopg's named %(x)s
-        # for AsyncPostgres; sqlite3's named :x for SQLiteLoopWriter, which also needs `since`
-        # as SQLAlchemy stores a DateTime there (text), the one parameter sqlite3 cannot adapt.
+        # for AsyncPostgres, sqlite3's named :x for SQLiteLoopWriter.
         dialect = sqlite_dialect(paramstyle="named") if engine.dialect.name == "sqlite" else engine.dialect
         self._lookup_sql, self._by_key_sql = (str(q.compile(dialect=dialect)) for q in (LOOKUP_SQL, BY_KEY_SQL))
-        self._since_param = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
         if isinstance(self.read_engine.pool, QueuePool):
             postgresql = self.read_engine.dialect.name == "postgresql"
             warm_pool(self.read_engine, PG_READ_POOL_WARM if postgresql else self.read_engine.pool.size() - 1)
@@ -295,8 +293,7 @@ class DecisionService:
         if on_loop is None:  # in-memory SQLite: its one connection is the writer thread's
             stored, counts, exposure_minor = self._lookup(draft)
         else:
-            params = self._lookup_params(draft)
-            rows = await on_loop.fetch_all(self._lookup_sql, {**params, "since": self._since_param(params["since"])})
+            rows = await on_loop.fetch_all(self._lookup_sql, self._lookup_params(draft))
             stored, counts, exposure_minor = self._lookup_result(draft, rows)
         if stored is not None:
             return Applied(stored, {})
