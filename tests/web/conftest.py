@@ -78,8 +78,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield Site(served.base_url, data_dir, load_secret(data_dir))
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
+@pytest.fixture(scope="module")  # not session: Playwright's sync API keeps an event loop running
+def browser() -> Iterator[object]:  # in the thread, and a later file's asyncio.run then fails
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)"
     from playwright.sync_api import sync_playwright
 
