@@ -339,7 +339,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--payments", type=int, default=5_000_000, help="payments in the lake (issue: 100M)")
     ap.add_argument("--parties", type=int, default=None, help="parties (default payments / 50)")
-    ap.add_argument("--spark-payments", type=int, default=1_000_000,
+    ap.add_argument("--spark-payments", type=int, default=10_000_000,
                     help="payments for the Spark-vs-DuckDB comparison (issue: 10M); 0 skips Spark")
     ap.add_argument("--featuretools-payments", type=int, default=1_000_000,
                     help="payments for the featuretools DFS comparison (issue: 1M); 0 skips it")
