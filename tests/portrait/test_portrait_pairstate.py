@@ -1,7 +1,8 @@
-"""The numpy pair state (pairstate.py) advanced day by day equals windows.pair_state recomputed
-from the pair rollup at every date, and its customer aggregates equal windows.payee_aggregates
-and payer_aggregates (exact integers): pairs entering, pairs dropped when their last day leaves
-the 365-day window, last days leaving the 90-day window, a payee's top customer going down."""
+"""The numpy pair state (pairstate.py: base + overlay, aggregates kept by deltas) advanced day
+by day equals windows.pair_state recomputed from the pair rollup at every date, and its
+customer aggregates equal windows.payee_aggregates and payer_aggregates (exact integers):
+pairs entering, pairs dropped when their last day leaves the 365-day window, last days leaving
+the 90-day window, a payee's top customer going down; with and without compactions."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import ibis
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from fieldbank.portrait.inputs import AsOf
-from fieldbank.portrait.pairstate import PairState, day_number, pair_keys
+from fieldbank.portrait.pairstate import PairState, aggregate_tables, day_number, full_aggregates, pair_keys
 from fieldbank.portrait.windows import (
     MAX_WINDOW_DAYS,
     PAYEE_AGGREGATES,
@@ -79,7 +81,8 @@ def _expected(con: ibis.BaseBackend, pd: ibis.Table, as_of: dt.date) -> tuple[Pa
     return pairs, payees, payers
 
 
-def test_pair_state_advanced_day_by_day_equals_a_recompute() -> None:
+@pytest.mark.parametrize("compact_every", [0, 7])
+def test_pair_state_advanced_day_by_day_equals_a_recompute(compact_every: int) -> None:
     rng = np.random.default_rng(3)
     days = MAX_WINDOW_DAYS + 60
     pd_arrow = _pair_day(rng, days)
@@ -89,23 +92,26 @@ def test_pair_state_advanced_day_by_day_equals_a_recompute() -> None:
     first = START + dt.timedelta(days=MAX_WINDOW_DAYS)
     state, _, _ = _expected(con, pd, first)
     parties = pa.array(PARTIES)
+    agg = full_aggregates(state.base, len(PARTIES), first)
     dropped = top_fell = 0
     for k in range(1, days - MAX_WINDOW_DAYS + 1):
         as_of = first + dt.timedelta(days=k)
-        before = state.key
+        before = state.current().key
         key, d_days, d_amount, entered = _day_changes(pd_arrow, as_of - dt.timedelta(days=1))
-        old_top = _tops(state.aggregates(parties, as_of - dt.timedelta(days=1))[0])
-        state.apply(key, d_days, d_amount, entered, as_of - dt.timedelta(days=1))
+        old_top = _tops(aggregate_tables(parties, agg)[0])
+        state.apply(key, d_days, d_amount, entered, as_of - dt.timedelta(days=1), agg)
+        if compact_every and k % compact_every == 0:
+            state.compact()
         want, payees, payers = _expected(con, pd, as_of)
         for name in ("key", "days_n", "amount_minor", "last_day"):
-            assert np.array_equal(getattr(state, name), getattr(want, name)), (as_of, name)
-        got_payees, got_payers = state.aggregates(parties, as_of)
+            assert np.array_equal(getattr(state.current(), name), getattr(want.base, name)), (as_of, name)
+        got_payees, got_payers = aggregate_tables(parties, agg)
         got_payees, got_payers = got_payees.sort_by("party_id"), got_payers.sort_by("party_id")
         assert got_payees.column_names == ["party_id", *PAYEE_AGGREGATES]
         assert got_payers.column_names == ["party_id", *PAYER_AGGREGATES]
         assert got_payees.equals(payees.cast(got_payees.schema)), as_of
         assert got_payers.equals(payers.cast(got_payers.schema)), as_of
-        dropped += int(np.count_nonzero(~np.isin(before, state.key)))
+        dropped += int(np.count_nonzero(~np.isin(before, state.current().key)))
         top_fell += sum(top < old_top.get(party, 0) for party, top in _tops(got_payees).items())
     assert day_number(first) == (first - dt.date(1970, 1, 1)).days
     assert dropped > 0 and top_fell > 0, (dropped, top_fell)  # the test saw pairs leave and tops go down

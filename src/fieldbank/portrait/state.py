@@ -69,7 +69,7 @@ from fieldbank.portrait.engine import configure_duckdb, date_literal, duckdb_sql
 from fieldbank.portrait.families import bills
 from fieldbank.portrait.inputs import AsOf, Inputs, load_inputs
 from fieldbank.portrait.cursors import CursorPool
-from fieldbank.portrait.pairstate import PairState, pair_keys
+from fieldbank.portrait.pairstate import AGGREGATES, PairState, Pairs, aggregate_tables, full_aggregates, pair_keys
 from fieldbank.portrait.pipeline import ALL_WINDOWS, execute_portrait, finish_started_portrait, start_portrait
 from fieldbank.portrait.sqlcache import SqlTemplates, cache_key
 from fieldbank.portrait.windows import (
@@ -81,7 +81,7 @@ from fieldbank.portrait.windows import (
     window_sums,
 )
 
-STATE_VERSION = 7  # 7: pairs and customer aggregates in numpy (pairstate.py)
+STATE_VERSION = 8  # 8: pairs (base + overlay) and customer aggregates in numpy (pairstate.py)
 MAX_ADVANCE_DAYS = 31  # further than this from the state's date: rebuild (cheaper than 31+ advances)
 STATE_DIR = "_portrait_state"
 
@@ -146,7 +146,7 @@ def _stale_reason(meta: dict | None, files_now: dict[str, dict], as_of: dt.date,
         return "feature definitions changed"
     state_as_of = dt.date.fromisoformat(meta["as_of"])
     if lake_dir is not None and not all((state_path(lake_dir).parent / meta.get(k, "-")).exists()
-                                        for k in ("windows_file", "pairs_file", "days_dir")):
+                                        for k in ("windows_file", "pairs_file", "overlay_file", "days_dir")):
         return "window totals, pairs or day measures missing"
     if as_of < state_as_of:
         return f"state is at {state_as_of}, later than {as_of}"
@@ -163,11 +163,10 @@ def _stale_reason(meta: dict | None, files_now: dict[str, dict], as_of: dt.date,
     return None
 
 
-def _write_meta(con: ibis.BaseBackend, as_of: dt.date, files: dict[str, dict], windows_file: str, pairs_file: str,
+def _write_meta(con: ibis.BaseBackend, as_of: dt.date, files: dict[str, dict], state_files: dict[str, str],
                 days_dir: str, bills_files: dict[str, list[int]]) -> None:
     doc = json.dumps({"as_of": as_of.isoformat(), "fingerprint": definitions_fingerprint(), "files": files,
-                      "windows_file": windows_file, "pairs_file": pairs_file, "days_dir": days_dir,
-                      "bills_files": bills_files})
+                      **state_files, "days_dir": days_dir, "bills_files": bills_files})
     con.con.execute("CREATE OR REPLACE TABLE meta AS SELECT ?::VARCHAR AS doc", [doc])  # noqa: SLF001
 
 
@@ -196,10 +195,10 @@ class _Windows:
     def from_table(cls, t: pa.Table) -> _Windows:
         n = t.num_rows
         cols = {}
-        for w in ALL_WINDOWS:
+        for name in _WINDOW_COLUMNS:
             col = np.zeros(n + _spare_rows(n), np.int64)
-            col[:n] = t[w.name].to_numpy(zero_copy_only=False)
-            cols[w.name] = col
+            col[:n] = t[name].to_numpy(zero_copy_only=False)
+            cols[name] = col
         return cls(t["party_id"].combine_chunks(), cols)
 
     def _append(self, new: pa.Array) -> int:
@@ -232,7 +231,11 @@ class _Windows:
 
     def table(self) -> pa.Table:
         n = len(self.parties)
-        return pa.table({"party_id": self.parties, **{w.name: self.cols[w.name][:n] for w in ALL_WINDOWS}})
+        return pa.table({"party_id": self.parties, **{name: self.cols[name][:n] for name in _WINDOW_COLUMNS}})
+
+
+# The windows file: every window's running total, then the customer aggregates (pairstate.py).
+_WINDOW_COLUMNS = (*(w.name for w in ALL_WINDOWS), *AGGREGATES)
 
 
 def _spare_rows(parties_n: int) -> int:
@@ -272,8 +275,10 @@ def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -
     """The state as of `as_of`, from the rollups (the full path's definitions); the day
     measures go to `days_dir`, the windows and the pairs are returned (the caller writes them)."""
     a = AsOf(as_of)
-    windows = _Windows.from_table(con.con.sql(duckdb_sql(con, window_sums(inp.party_day, a, ALL_WINDOWS)))  # noqa: SLF001
-                                  .to_arrow_table())
+    sums = con.con.sql(duckdb_sql(con, window_sums(inp.party_day, a, ALL_WINDOWS))).to_arrow_table()  # noqa: SLF001
+    for name in AGGREGATES:  # the customer aggregates: set below, from the pairs
+        sums = sums.append_column(name, pa.array(np.zeros(sums.num_rows, np.int64)))
+    windows = _Windows.from_table(sums)
     con.raw_sql("DROP TABLE IF EXISTS party_windows")  # state version 2 kept them in the database
     con.raw_sql("DROP TABLE IF EXISTS day_measures")  # state version 2 kept them in the database
     r = inp.party_day
@@ -299,6 +304,9 @@ def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -
     pairs = PairState.from_columns(
         pair_keys(*(_rows_array(t[c]) for c in ("payee_row", "payer_row"))),
         t["days_n"].to_numpy(), t["amount_minor"].to_numpy(), _day_numbers(t["last_day"]))
+    n = len(windows.parties)
+    for name, values in full_aggregates(pairs.base, n, as_of).items():
+        windows.cols[name][:n] = values
     return windows, pairs
 
 
@@ -405,7 +413,7 @@ def _advance_pairs(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, wi
     raw.unregister("_state_party_rows")
     pairs.apply(pair_keys(_rows_array(t["payee_row"]), _rows_array(t["payer_row"])),
                 t["d_days"].to_numpy(), t["d_amount"].to_numpy(), t["entered"].to_numpy(zero_copy_only=False),
-                new_day)
+                new_day, windows.cols)
 
 
 def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inputs, StateUpdate]:
@@ -431,46 +439,55 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
     files_now = _manifest_files(lake_dir)
     meta = _read_meta(con)
     reason = _stale_reason(meta, files_now, as_of, lake_dir)
-    windows_file = None if meta is None else meta.get("windows_file")
-    pairs_file = None if meta is None else meta.get("pairs_file")
     state_dir = state_path(lake_dir).parent
+    # The state's files (names in the meta): window totals, pairs' base and overlay.
+    names = {k: None if meta is None else meta.get(k) for k in ("windows_file", "pairs_file", "overlay_file")}
     con.raw_sql("BEGIN TRANSACTION")
     try:
+        windows: _Windows | None = None
+        pairs: PairState | None = None
         if reason is not None:
             days_dir = state_dir / f"days-{uuid.uuid4().hex[:8]}"
             days_dir.mkdir()
             windows, pairs = _build(con, inp, as_of, days_dir)
             update = StateUpdate("built", reason, None, as_of, 0)
         else:
-            assert meta is not None and windows_file is not None and pairs_file is not None
+            assert meta is not None and all(names.values())
             days_dir = state_dir / meta["days_dir"]
             start = dt.date.fromisoformat(meta["as_of"])
             days = (as_of - start).days
-            windows = _Windows.from_table(_read_arrow(state_dir / windows_file)) if days else None
-            pairs = PairState.from_table(_read_arrow(state_dir / pairs_file))
+            if days:
+                windows = _Windows.from_table(_read_arrow(state_dir / names["windows_file"]))
+                pairs = PairState(*(Pairs.from_table(_read_arrow(state_dir / names[k]))
+                                    for k in ("pairs_file", "overlay_file")))
             for k in range(1, days + 1):
-                assert windows is not None
+                assert windows is not None and pairs is not None
                 _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows, pairs, days_dir, cache)
             update = StateUpdate("advanced" if days else "current", "new days" if days else "", start, as_of, days)
         bills_files = _bills_files(lake_dir)
         update = dataclasses.replace(update, bills=_update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files,
                                                                  cache))
-        if windows is not None:  # new files, named in the meta of the same transaction
-            path = _state_file(lake_dir, "windows", as_of)
-            _write_arrow(path, windows.table())
-            windows_file = path.name
-            path = _state_file(lake_dir, "pairs", as_of)
-            _write_arrow(path, pairs.table())
-            pairs_file = path.name
-        assert windows_file is not None and pairs_file is not None
-        _write_meta(con, as_of, files_now, windows_file, pairs_file, days_dir.name, bills_files)
+        if windows is not None and pairs is not None:  # new files, named in the meta of the same transaction
+            base_changed = reason is not None or pairs.needs_compaction()
+            if base_changed:
+                pairs.compact()  # (a built state has an empty overlay already)
+            for kind, key, table in (("windows", "windows_file", windows.table()),
+                                     ("pairs", "pairs_file", pairs.base.table() if base_changed else None),
+                                     ("overlay", "overlay_file", pairs.overlay.table())):
+                if table is not None:
+                    path = _state_file(lake_dir, kind, as_of)
+                    _write_arrow(path, table)
+                    names[key] = path.name
+        assert all(names.values())
+        _write_meta(con, as_of, files_now, names, days_dir.name, bills_files)
         con.raw_sql("COMMIT")
     except BaseException:
         con.raw_sql("ROLLBACK")
         raise
-    for old in [*state_dir.glob("windows-*.arrow"), *state_dir.glob("pairs-*.arrow")]:  # only the committed files
-        if old.name not in (windows_file, pairs_file):
-            old.unlink(missing_ok=True)
+    for kind in ("windows", "pairs", "overlay"):  # only the committed files are kept
+        for old in state_dir.glob(f"{kind}-*.arrow"):
+            if old.name not in names.values():
+                old.unlink(missing_ok=True)
     for old_dir in state_dir.glob("days-*"):
         if old_dir.name != days_dir.name:
             shutil.rmtree(old_dir, ignore_errors=True)
@@ -480,8 +497,9 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
             path.unlink()
     cache.save()  # templates made by this update (the portrait's are saved after it)
     # The portrait reads the window totals from the file (memory-mapped, no copy).
-    window_totals = _read_arrow(state_dir / windows_file)
-    payees, payers = pairs.aggregates(window_totals["party_id"].combine_chunks(), as_of)
+    window_totals = _read_arrow(state_dir / str(names["windows_file"]))
+    payees, payers = aggregate_tables(window_totals["party_id"].combine_chunks(),
+                                      {name: window_totals[name].to_numpy() for name in AGGREGATES})
     tables = dict(zip(STATE_ARROW_TABLES, (window_totals, payees, payers), strict=True))
     for name, table in tables.items():
         con.con.register(name, table)  # noqa: SLF001
