@@ -70,7 +70,13 @@ from fieldbank.portrait.families import bills
 from fieldbank.portrait.inputs import AsOf, Inputs, load_inputs
 from fieldbank.portrait.cursors import CursorPool
 from fieldbank.portrait.pairstate import AGGREGATES, PairState, Pairs, aggregate_tables, full_aggregates, pair_keys
-from fieldbank.portrait.pipeline import ALL_WINDOWS, execute_portrait, finish_started_portrait, start_portrait
+from fieldbank.portrait.pipeline import (
+    ALL_WINDOWS,
+    execute_portrait,
+    finish_started_portrait,
+    start_payment_families,
+    start_portrait,
+)
 from fieldbank.portrait.sqlcache import SqlTemplates, cache_key
 from fieldbank.portrait.windows import (
     MAX_WINDOW_DAYS,
@@ -432,10 +438,13 @@ def _open(lake_dir: Path) -> tuple[ibis.BaseBackend, Inputs, SqlTemplates]:
     return con, inp, sql_templates(con, inp, lake_dir)
 
 
-def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_dir: Path,
-                  as_of: dt.date) -> tuple[StateUpdate, dict[str, pa.Table]]:
+def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_dir: Path, as_of: dt.date,
+                  payments_ready: Callable[[dict[str, pa.Table]], None] | None = None,
+                  ) -> tuple[StateUpdate, dict[str, pa.Table]]:
     """`update_state` on an opened state; also returns the Arrow tables the portrait reads
-    (the window totals, the customer aggregates: STATE_ARROW_TABLES), registered on `con`."""
+    (the window totals, the customer aggregates: STATE_ARROW_TABLES), registered on `con`.
+    `payments_ready(tables)` is called with them as soon as they are final, before the bills
+    partials are updated and the state committed (the payment families' queries can start)."""
     files_now = _manifest_files(lake_dir)
     meta = _read_meta(con)
     reason = _stale_reason(meta, files_now, as_of, lake_dir)
@@ -464,9 +473,6 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
                 assert windows is not None and pairs is not None
                 _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows, pairs, days_dir, cache)
             update = StateUpdate("advanced" if days else "current", "new days" if days else "", start, as_of, days)
-        bills_files = _bills_files(lake_dir)
-        update = dataclasses.replace(update, bills=_update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files,
-                                                                 cache))
         if windows is not None and pairs is not None:  # new files, named in the meta of the same transaction
             base_changed = reason is not None or pairs.needs_compaction()
             if base_changed:
@@ -478,6 +484,12 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
                     path = _state_file(lake_dir, kind, as_of)
                     _write_arrow(path, table)
                     names[key] = path.name
+        tables = _arrow_tables(state_dir / str(names["windows_file"]))
+        if payments_ready is not None:
+            payments_ready(tables)
+        bills_files = _bills_files(lake_dir)
+        update = dataclasses.replace(update, bills=_update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files,
+                                                                 cache))
         assert all(names.values())
         _write_meta(con, as_of, files_now, names, days_dir.name, bills_files)
         con.raw_sql("COMMIT")
@@ -496,14 +508,18 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
         if dt.date.fromisoformat(path.stem) < oldest:
             path.unlink()
     cache.save()  # templates made by this update (the portrait's are saved after it)
-    # The portrait reads the window totals from the file (memory-mapped, no copy).
-    window_totals = _read_arrow(state_dir / str(names["windows_file"]))
-    payees, payers = aggregate_tables(window_totals["party_id"].combine_chunks(),
-                                      {name: window_totals[name].to_numpy() for name in AGGREGATES})
-    tables = dict(zip(STATE_ARROW_TABLES, (window_totals, payees, payers), strict=True))
     for name, table in tables.items():
         con.con.register(name, table)  # noqa: SLF001
     return update, tables
+
+
+def _arrow_tables(windows_file: Path) -> dict[str, pa.Table]:
+    """STATE_ARROW_TABLES: the window totals from the file (memory-mapped, no copy) and the
+    customer aggregates' tables from its columns."""
+    window_totals = _read_arrow(windows_file)
+    payees, payers = aggregate_tables(window_totals["party_id"].combine_chunks(),
+                                      {name: window_totals[name].to_numpy() for name in AGGREGATES})
+    return dict(zip(STATE_ARROW_TABLES, (window_totals, payees, payers), strict=True))
 
 
 # The state's Arrow tables the portrait's queries read, by name (registered on the connection).
@@ -615,13 +631,18 @@ def latest_portrait(lake_dir: Path, as_of: dt.date,
     pool = CursorPool(con)
     try:
         started = start_portrait(pool, as_of, cache, state_families(con))
-        update, tables = _update_state(con, inp, cache, lake_dir, as_of)
+
+        def payments_ready(tables: dict[str, pa.Table]) -> None:  # while the bills partials update
+            if started is not None:
+                for name, arrow in tables.items():
+                    pool.register(name, arrow)
+                start_payment_families(started)
+
+        update, _ = _update_state(con, inp, cache, lake_dir, as_of, payments_ready)
         t1 = time.perf_counter()
         if started is None:
             table = _portrait_from_state(con, inp, as_of, cache)
         else:
-            for name, arrow in tables.items():
-                pool.register(name, arrow)
             table = finish_started_portrait(started)
     finally:
         pool.close()
