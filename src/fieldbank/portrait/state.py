@@ -5,23 +5,27 @@ portrait costs one new day, not a year of rollups.
 State for as_of S, in `lake_dir/_portrait_state/` (DuckDB only):
 
 - `windows-<S>-<id>.arrow`: party_id + every payment window of `pipeline.ALL_WINDOWS` as of S
-  (Arrow IPC, memory-mapped; updated in numpy, so a day does not rewrite and commit a
-  100k x 59 table in DuckDB, which measured 0.5 s of the 1.1 s advance at 5M payments);
+  + the customer aggregates (pairstate.AGGREGATES) (Arrow IPC, memory-mapped; updated in
+  numpy, so a day does not rewrite and commit a 100k x 59 table in DuckDB, which measured
+  0.5 s of the 1.1 s advance at 5M payments);
+- `pairs-<date>-<id>.arrow` + `overlay-<S>-<id>.arrow`: per (payee, payer) with a purchase in
+  [S - 365, S): days, amount, last day, as a base and an overlay of the pairs changed since
+  (pairstate.py: a day's changes are found by binary search, only the overlay is rewritten);
 - `days-<id>/<day>.arrow`: party x day measures (windows.MEASURES) of each day of
   [S - 365, S), the days that can still leave a window: one small file per day, so the 14
   boundary days of an advance are 14 memory maps;
-- `state.duckdb`: `pair_state` (per (payee, payer) with a purchase in [S - 365, S): days,
-  amount, last day), `payee_aggregates`, `payer_aggregates`, `bills_partials` (one row per
-  party, families/bills.py `partials`), `bills_events` (party, date of a future bill event)
-  and `meta` (S, the definitions' fingerprint, the payment and bills files consumed, and the
-  names of the current windows file and days directory).
+- `state.duckdb`: `bills_partials` (one row per party, families/bills.py `partials`),
+  `bills_events` (party, date of a future bill event) and `meta` (S, the definitions'
+  fingerprint, the payment and bills files consumed, and the names of the current windows,
+  pairs and overlay files and days directory).
 
 Advancing S -> S + 1 (new day S): the new day's measures are written; for each window
 [N - from, N - to) of the new as_of N = S + 1 the day N - 1 - to enters and N - 1 - from
 leaves, so each running total changes by (measure that day) - (measure that day); the pair
 state adds the new day's pairs and subtracts the pairs of the day leaving the 365-day window
 (a pair whose day count reaches 0 is dropped; its last day is then the leaving day, so
-`last_day` stays exact). 14 distinct boundary days are read, whatever the history.
+`last_day` stays exact) and the customer aggregates change by the touched pairs' deltas. 14
+distinct boundary days are read, whatever the history.
 
 Bills: a bill's contribution to a party's partials changes only on its event days (due, a
 whole day late, paid as known, out of the 90- and 365-day windows; `bills.events`), and the
@@ -34,7 +38,7 @@ Point in time and staleness: the state only ever holds days < S. If a payment fi
 state consumed changed or went away, or a new file has events before S (late arrivals,
 corrections), the state is rebuilt from the rollups; so is it when the feature definitions
 change (fingerprint). One writer at a time per lake (the CLI); an advance is one DuckDB
-transaction whose meta names the new windows file (written first, under a new name), so a
+transaction whose meta names the new state files (written first, under new names), so a
 crash leaves the previous state; files no longer named are deleted after the commit.
 
 Invoices, loans and parties are read as of D each time: supply chain (distress of other
@@ -202,8 +206,9 @@ class _Windows:
         n = t.num_rows
         cols = {}
         for name in _WINDOW_COLUMNS:
-            col = np.zeros(n + _spare_rows(n), np.int64)
+            col = np.empty(n + _spare_rows(n), np.int64)  # one pass: np.zeros would write every page twice
             col[:n] = t[name].to_numpy(zero_copy_only=False)
+            col[n:] = 0
             cols[name] = col
         return cls(t["party_id"].combine_chunks(), cols)
 
