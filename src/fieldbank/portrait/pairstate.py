@@ -95,13 +95,14 @@ class PairState:
 
     def current(self) -> Pairs:
         """The pairs now (base with the overlay applied, pairs gone dropped): one pass over all."""
-        in_overlay, _ = self.overlay.find(self.base.key)
-        keep = ~in_overlay
+        in_base, pos = self.base.find(self.overlay.key)
+        keep = np.ones(self.base.key.size, dtype=bool)
+        keep[pos[in_base]] = False  # the overlay holds these pairs' values
         live = self.overlay.days_n > 0
-        key = np.concatenate([self.base.key[keep], self.overlay.key[live]])
-        order = np.argsort(key, kind="stable")
-        return Pairs(key[order], *(np.concatenate([getattr(self.base, c)[keep], getattr(self.overlay, c)[live]])[order]
-                                   for c in ("days_n", "amount_minor", "last_day")))
+        # Both sides sorted: the overlay's live pairs are inserted in place (no sort of all pairs).
+        ins = np.searchsorted(self.base.key[keep], self.overlay.key[live])
+        return Pairs(*(np.insert(getattr(self.base, c)[keep], ins, getattr(self.overlay, c)[live])
+                       for c in ("key", "days_n", "amount_minor", "last_day")))
 
     def needs_compaction(self) -> bool:
         return self.overlay.key.size > max(COMPACT_MIN_ROWS, COMPACT_FRACTION * self.base.key.size)

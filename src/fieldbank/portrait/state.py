@@ -480,8 +480,8 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
             update = StateUpdate("advanced" if days else "current", "new days" if days else "", start, as_of, days)
         if windows is not None and pairs is not None:  # new files, named in the meta of the same transaction
             base_changed = reason is not None or pairs.needs_compaction()
-            if base_changed:
-                pairs.compact()  # (a built state has an empty overlay already)
+            if base_changed and pairs.overlay.key.size:  # (a built state's overlay is empty)
+                pairs.compact()
             for kind, key, table in (("windows", "windows_file", windows.table()),
                                      ("pairs", "pairs_file", pairs.base.table() if base_changed else None),
                                      ("overlay", "overlay_file", pairs.overlay.table())):
