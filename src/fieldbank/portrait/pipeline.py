@@ -286,6 +286,16 @@ def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
     return StartedPortrait(as_of, pool, cache, precomputed, running)
 
 
+def start_payment_families(started: StartedPortrait) -> None:
+    """Start the payment families' queries of a `start_portrait` (they read the window totals
+    and the customer aggregates, which the caller has registered on the pool)."""
+    for family in PAYMENT_FAMILIES:
+        sql = started.cache.rendered(family.__name__, started.as_of)
+        assert sql is not None, f"{family.__name__}: no template"
+        if family.__name__ not in started.running:
+            started.running[family.__name__] = started.pool.submit(_query_job(sql))
+
+
 def finish_started_portrait(started: StartedPortrait) -> pa.Table:
     """The portrait of a `start_portrait`: the other queries (over the aggregates and the
     precomputed families, which the caller has registered on the pool or committed) two at a
@@ -293,6 +303,8 @@ def finish_started_portrait(started: StartedPortrait) -> pa.Table:
     _, rest = _cached_query_names(started.precomputed)
     pool, running = started.pool, dict(started.running)
     for name in rest:
+        if name in running:  # started already (start_payment_families)
+            continue
         sql = started.cache.rendered(name, started.as_of)
         assert sql is not None, f"{name}: no template"
         running[name] = pool.submit(_query_job(sql))

@@ -310,6 +310,44 @@ def _write_rows(con: ibis.BaseBackend, expr: ir.Table, path: Path) -> int:
     return n
 
 
+DAY_RAW_VIEW = "_rollup_day_raw"  # the raw files of a day file, under a name fixed across runs
+
+
+def _day_file_sql(con: ibis.BaseBackend, root: Path, name: str, files: list[Path], day: dt.date) -> str:
+    """The SQL of rollup `name` for one day from the raw `files`: the same ROLLUP_FUNCTIONS
+    over the payments of [day, day + 1), compiled once and kept as a template in
+    `_rollups/_sql/` (sqlcache.py), since compiling the Ibis expressions cost more than
+    running them (~0.06 of ~0.1 s per new day at 5M payments)."""
+    from fieldbank.portrait.inputs import AsOf  # noqa: PLC0415 - inputs imports this module
+    from fieldbank.portrait.sqlcache import SqlTemplates, cache_key  # noqa: PLC0415 - imports inputs
+
+    raw = con.read_parquet([str(f) for f in files], table_name=DAY_RAW_VIEW, hive_partitioning=False)
+    raw = raw.select(*TABLES["payments"].column_names)
+
+    def build(a: AsOf) -> ir.Table:  # the day before D
+        r = raw.filter(raw.ts >= a.start_ts(1), raw.ts < a.ts)
+        fresh = ROLLUP_FUNCTIONS[name](r).cast(ibis.schema(SCHEMAS[name]))
+        return fresh.filter(fresh.day == a.start_date(1))
+
+    cache = SqlTemplates.load(cache_key(con, "rollup day file", [raw]), root / "_sql")
+    sql = cache.sql(con, name, build, day + dt.timedelta(days=1))
+    cache.save()
+    return sql
+
+
+def _write_sql_rows(con: ibis.BaseBackend, sql: str, path: Path) -> int:
+    """`_write_rows` of a compiled query."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    con.con.execute(f"COPY ({sql}) TO {str(tmp)!r} (FORMAT 'parquet')")  # noqa: SLF001 - as Ibis' to_parquet
+    n = pq.ParquetFile(tmp).metadata.num_rows
+    if n == 0:
+        tmp.unlink()
+        path.unlink(missing_ok=True)
+        return 0
+    os.replace(tmp, path)
+    return n
+
+
 def _rebuild_month(
     con: ibis.BaseBackend,
     root: Path,
@@ -350,7 +388,7 @@ def _rebuild_month(
                 if fresh is None:
                     path.unlink(missing_ok=True)
                     continue
-                rows += _write_rows(con, fresh.filter(fresh.day == ibis.literal(d, type="date")), path)
+                rows += _write_sql_rows(con, _day_file_sql(con, root, name, files, d), path)
             continue
         parts = [] if fresh is None else [fresh]
         if month_path.exists():  # keep the month's days that were not rebuilt

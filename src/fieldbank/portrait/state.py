@@ -5,23 +5,27 @@ portrait costs one new day, not a year of rollups.
 State for as_of S, in `lake_dir/_portrait_state/` (DuckDB only):
 
 - `windows-<S>-<id>.arrow`: party_id + every payment window of `pipeline.ALL_WINDOWS` as of S
-  (Arrow IPC, memory-mapped; updated in numpy, so a day does not rewrite and commit a
-  100k x 59 table in DuckDB, which measured 0.5 s of the 1.1 s advance at 5M payments);
+  + the customer aggregates (pairstate.AGGREGATES) (Arrow IPC, memory-mapped; updated in
+  numpy, so a day does not rewrite and commit a 100k x 59 table in DuckDB, which measured
+  0.5 s of the 1.1 s advance at 5M payments);
+- `pairs-<date>-<id>.arrow` + `overlay-<S>-<id>.arrow`: per (payee, payer) with a purchase in
+  [S - 365, S): days, amount, last day, as a base and an overlay of the pairs changed since
+  (pairstate.py: a day's changes are found by binary search, only the overlay is rewritten);
 - `days-<id>/<day>.arrow`: party x day measures (windows.MEASURES) of each day of
   [S - 365, S), the days that can still leave a window: one small file per day, so the 14
   boundary days of an advance are 14 memory maps;
-- `state.duckdb`: `pair_state` (per (payee, payer) with a purchase in [S - 365, S): days,
-  amount, last day), `payee_aggregates`, `payer_aggregates`, `bills_partials` (one row per
-  party, families/bills.py `partials`), `bills_events` (party, date of a future bill event)
-  and `meta` (S, the definitions' fingerprint, the payment and bills files consumed, and the
-  names of the current windows file and days directory).
+- `state.duckdb`: `bills_partials` (one row per party, families/bills.py `partials`),
+  `bills_events` (party, date of a future bill event) and `meta` (S, the definitions'
+  fingerprint, the payment and bills files consumed, and the names of the current windows,
+  pairs and overlay files and days directory).
 
 Advancing S -> S + 1 (new day S): the new day's measures are written; for each window
 [N - from, N - to) of the new as_of N = S + 1 the day N - 1 - to enters and N - 1 - from
 leaves, so each running total changes by (measure that day) - (measure that day); the pair
 state adds the new day's pairs and subtracts the pairs of the day leaving the 365-day window
 (a pair whose day count reaches 0 is dropped; its last day is then the leaving day, so
-`last_day` stays exact). 14 distinct boundary days are read, whatever the history.
+`last_day` stays exact) and the customer aggregates change by the touched pairs' deltas. 14
+distinct boundary days are read, whatever the history.
 
 Bills: a bill's contribution to a party's partials changes only on its event days (due, a
 whole day late, paid as known, out of the 90- and 365-day windows; `bills.events`), and the
@@ -34,7 +38,7 @@ Point in time and staleness: the state only ever holds days < S. If a payment fi
 state consumed changed or went away, or a new file has events before S (late arrivals,
 corrections), the state is rebuilt from the rollups; so is it when the feature definitions
 change (fingerprint). One writer at a time per lake (the CLI); an advance is one DuckDB
-transaction whose meta names the new windows file (written first, under a new name), so a
+transaction whose meta names the new state files (written first, under new names), so a
 crash leaves the previous state; files no longer named are deleted after the commit.
 
 Invoices, loans and parties are read as of D each time: supply chain (distress of other
@@ -69,7 +73,14 @@ from fieldbank.portrait.engine import configure_duckdb, date_literal, duckdb_sql
 from fieldbank.portrait.families import bills
 from fieldbank.portrait.inputs import AsOf, Inputs, load_inputs
 from fieldbank.portrait.cursors import CursorPool
-from fieldbank.portrait.pipeline import ALL_WINDOWS, execute_portrait, finish_started_portrait, start_portrait
+from fieldbank.portrait.pairstate import AGGREGATES, PairState, Pairs, aggregate_tables, full_aggregates, pair_keys
+from fieldbank.portrait.pipeline import (
+    ALL_WINDOWS,
+    execute_portrait,
+    finish_started_portrait,
+    start_payment_families,
+    start_portrait,
+)
 from fieldbank.portrait.sqlcache import SqlTemplates, cache_key
 from fieldbank.portrait.windows import (
     MAX_WINDOW_DAYS,
@@ -77,12 +88,10 @@ from fieldbank.portrait.windows import (
     PaymentAggregates,
     day_measures,
     pair_state,
-    payee_aggregates,
-    payer_aggregates,
     window_sums,
 )
 
-STATE_VERSION = 6
+STATE_VERSION = 8  # 8: pairs (base + overlay) and customer aggregates in numpy (pairstate.py)
 MAX_ADVANCE_DAYS = 31  # further than this from the state's date: rebuild (cheaper than 31+ advances)
 STATE_DIR = "_portrait_state"
 
@@ -147,8 +156,8 @@ def _stale_reason(meta: dict | None, files_now: dict[str, dict], as_of: dt.date,
         return "feature definitions changed"
     state_as_of = dt.date.fromisoformat(meta["as_of"])
     if lake_dir is not None and not all((state_path(lake_dir).parent / meta.get(k, "-")).exists()
-                                        for k in ("windows_file", "days_dir")):
-        return "window totals or day measures missing"
+                                        for k in ("windows_file", "pairs_file", "overlay_file", "days_dir")):
+        return "window totals, pairs or day measures missing"
     if as_of < state_as_of:
         return f"state is at {state_as_of}, later than {as_of}"
     if (as_of - state_as_of).days > MAX_ADVANCE_DAYS:
@@ -164,10 +173,10 @@ def _stale_reason(meta: dict | None, files_now: dict[str, dict], as_of: dt.date,
     return None
 
 
-def _write_meta(con: ibis.BaseBackend, as_of: dt.date, files: dict[str, dict], windows_file: str, days_dir: str,
-                bills_files: dict[str, list[int]]) -> None:
+def _write_meta(con: ibis.BaseBackend, as_of: dt.date, files: dict[str, dict], state_files: dict[str, str],
+                days_dir: str, bills_files: dict[str, list[int]]) -> None:
     doc = json.dumps({"as_of": as_of.isoformat(), "fingerprint": definitions_fingerprint(), "files": files,
-                      "windows_file": windows_file, "days_dir": days_dir, "bills_files": bills_files})
+                      **state_files, "days_dir": days_dir, "bills_files": bills_files})
     con.con.execute("CREATE OR REPLACE TABLE meta AS SELECT ?::VARCHAR AS doc", [doc])  # noqa: SLF001
 
 
@@ -183,32 +192,41 @@ def _insert(con: ibis.BaseBackend, name: str, expr: ir.Table) -> None:
 
 
 EPOCH_DAY = dt.date(1970, 1, 1)
-# The pair state's join key: one 128-bit number per (payee, payer), so a day's update joins
-# 3.5M pairs on a number instead of two strings (0.2 s -> see docs/portrait.md). md5 of the
-# length-prefixed ids: stable across DuckDB versions, unambiguous; a collision (2^-128) would
-# be caught by the check in _advance_pairs, never used silently.
-PAIR_KEY_SQL = "md5_number(length(payee_id)::VARCHAR || ':' || payee_id || payer_id)"
-
-
 @dataclass
 class _Windows:
-    """party_windows in memory: party ids and one int64 numpy array per window (same order)."""
+    """party_windows in memory: party ids and one int64 numpy array per window (same order).
+    The arrays have spare rows beyond the parties (`cols[k][:len(parties)]` are the totals), so
+    a day's new parties are appended without copying 59 x 100k numbers (0.05 s at 5M)."""
 
     parties: pa.Array
     cols: dict[str, np.ndarray]
 
     @classmethod
     def from_table(cls, t: pa.Table) -> _Windows:
-        return cls(t["party_id"].combine_chunks(),
-                   {w.name: t[w.name].to_numpy(zero_copy_only=False).astype(np.int64, copy=True) for w in ALL_WINDOWS})
+        n = t.num_rows
+        cols = {}
+        for name in _WINDOW_COLUMNS:
+            col = np.empty(n + _spare_rows(n), np.int64)  # one pass: np.zeros would write every page twice
+            col[:n] = t[name].to_numpy(zero_copy_only=False)
+            col[n:] = 0
+            cols[name] = col
+        return cls(t["party_id"].combine_chunks(), cols)
+
+    def _append(self, new: pa.Array) -> int:
+        """Append parties with zero windows; returns the first new row."""
+        first = len(self.parties)
+        self.parties = pa.concat_arrays([self.parties, new.cast(self.parties.type)])
+        if len(self.parties) > len(next(iter(self.cols.values()))):
+            n = len(self.parties)
+            self.cols = {k: np.concatenate([v[:first], np.zeros(n - first + _spare_rows(n), np.int64)])
+                         for k, v in self.cols.items()}
+        return first
 
     def index_of(self, party_ids: pa.ChunkedArray) -> np.ndarray:
         """Row of each party id, parties not seen before appended with zero windows."""
         idx = pc.index_in(party_ids, value_set=self.parties)
         if idx.null_count:
-            new = pc.unique(party_ids.filter(pc.is_null(idx)).combine_chunks())
-            self.parties = pa.concat_arrays([self.parties, new.cast(self.parties.type)])
-            self.cols = {k: np.concatenate([v, np.zeros(len(new), np.int64)]) for k, v in self.cols.items()}
+            self._append(pc.unique(party_ids.filter(pc.is_null(idx)).combine_chunks()))
             idx = pc.index_in(party_ids, value_set=self.parties)
         return idx.to_numpy(zero_copy_only=False)
 
@@ -219,13 +237,20 @@ class _Windows:
     def rows_of_unseen(self, party_ids: pa.Array) -> np.ndarray:
         """Rows of party ids none of which is in the windows yet: appended with zero windows."""
         new = pc.unique(party_ids)
-        first = len(self.parties)
-        self.parties = pa.concat_arrays([self.parties, new.cast(self.parties.type)])
-        self.cols = {k: np.concatenate([v, np.zeros(len(new), np.int64)]) for k, v in self.cols.items()}
+        first = self._append(new)
         return first + pc.index_in(party_ids, value_set=new).to_numpy(zero_copy_only=False)
 
     def table(self) -> pa.Table:
-        return pa.table({"party_id": self.parties, **{w.name: self.cols[w.name] for w in ALL_WINDOWS}})
+        n = len(self.parties)
+        return pa.table({"party_id": self.parties, **{name: self.cols[name][:n] for name in _WINDOW_COLUMNS}})
+
+
+# The windows file: every window's running total, then the customer aggregates (pairstate.py).
+_WINDOW_COLUMNS = (*(w.name for w in ALL_WINDOWS), *AGGREGATES)
+
+
+def _spare_rows(parties_n: int) -> int:
+    return 1024 + parties_n // 50
 
 
 def _day_schema() -> pa.Schema:
@@ -241,8 +266,8 @@ def _day_table(windows: _Windows, t: pa.Table) -> pa.Table:
     return t.drop_columns(["party_id"]).add_column(0, "party_row", rows).select(_day_schema().names).cast(_day_schema())
 
 
-def _windows_file(lake_dir: Path, as_of: dt.date) -> Path:
-    return state_path(lake_dir).parent / f"windows-{as_of.isoformat()}-{uuid.uuid4().hex[:8]}.arrow"
+def _state_file(lake_dir: Path, kind: str, as_of: dt.date) -> Path:
+    return state_path(lake_dir).parent / f"{kind}-{as_of.isoformat()}-{uuid.uuid4().hex[:8]}.arrow"
 
 
 def _write_arrow(path: Path, table: pa.Table) -> None:
@@ -257,12 +282,14 @@ def _read_arrow(path: Path) -> pa.Table:
         return pa.ipc.open_file(source).read_all()
 
 
-def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -> _Windows:
+def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -> tuple[_Windows, PairState]:
     """The state as of `as_of`, from the rollups (the full path's definitions); the day
-    measures go to `days_dir`, the windows are returned (the caller writes them)."""
+    measures go to `days_dir`, the windows and the pairs are returned (the caller writes them)."""
     a = AsOf(as_of)
-    windows = _Windows.from_table(con.con.sql(duckdb_sql(con, window_sums(inp.party_day, a, ALL_WINDOWS)))  # noqa: SLF001
-                                  .to_arrow_table())
+    sums = con.con.sql(duckdb_sql(con, window_sums(inp.party_day, a, ALL_WINDOWS))).to_arrow_table()  # noqa: SLF001
+    for name in AGGREGATES:  # the customer aggregates: set below, from the pairs
+        sums = sums.append_column(name, pa.array(np.zeros(sums.num_rows, np.int64)))
+    windows = _Windows.from_table(sums)
     con.raw_sql("DROP TABLE IF EXISTS party_windows")  # state version 2 kept them in the database
     con.raw_sql("DROP TABLE IF EXISTS day_measures")  # state version 2 kept them in the database
     r = inp.party_day
@@ -275,12 +302,33 @@ def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -
         n = (day - EPOCH_DAY).days
         lo, hi = np.searchsorted(day_num, n, "left"), np.searchsorted(day_num, n, "right")
         _write_arrow(days_dir / f"{day}.arrow", t.slice(lo, hi - lo))
-    con.raw_sql(f'CREATE OR REPLACE TABLE pair_state AS SELECT *, {PAIR_KEY_SQL} AS k '
-                f'FROM ({duckdb_sql(con, pair_state(inp.pair_day, a))})')
-    pairs = con.table("pair_state").drop("k")
-    _create(con, "payee_aggregates", payee_aggregates(pairs, a))
-    _create(con, "payer_aggregates", payer_aggregates(pairs, a))
-    return windows
+    for table in ("pair_state", "payee_aggregates", "payer_aggregates"):  # state version <= 6 kept them here
+        con.raw_sql(f"DROP TABLE IF EXISTS {table}")
+    raw = con.con  # noqa: SLF001
+    raw.register("_state_party_rows", windows.rows_table())
+    t = raw.sql(f"SELECT r1.party_row AS payee_row, r2.party_row AS payer_row, p.days_n::BIGINT AS days_n, "
+                "p.amount_minor::BIGINT AS amount_minor, p.last_day "  # SUM is a HUGEINT: a checked cast
+                f"FROM ({duckdb_sql(con, pair_state(inp.pair_day, a))}) p "
+                "LEFT JOIN _state_party_rows r1 ON p.payee_id = r1.party_id "
+                "LEFT JOIN _state_party_rows r2 ON p.payer_id = r2.party_id").to_arrow_table()
+    raw.unregister("_state_party_rows")
+    pairs = PairState.from_columns(
+        pair_keys(*(_rows_array(t[c]) for c in ("payee_row", "payer_row"))),
+        t["days_n"].to_numpy(), t["amount_minor"].to_numpy(), _day_numbers(t["last_day"]))
+    n = len(windows.parties)
+    for name, values in full_aggregates(pairs.base, n, as_of).items():
+        windows.cols[name][:n] = values
+    return windows, pairs
+
+
+def _rows_array(rows: pa.ChunkedArray) -> np.ndarray:
+    """Party rows from a LEFT JOIN on the window totals' rows; -1 (refused by pair_keys) where
+    a party has none."""
+    return rows.combine_chunks().fill_null(-1).to_numpy()
+
+
+def _day_numbers(days: pa.ChunkedArray) -> np.ndarray:
+    return days.combine_chunks().cast(pa.int32()).to_numpy()
 
 
 def _new_day(a: AsOf) -> dt.date:
@@ -292,7 +340,7 @@ def _leave_day(a: AsOf) -> dt.date:  # the day leaving the 365-day window when a
 
 
 def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, windows: _Windows,
-                     days_dir: Path, cache: SqlTemplates) -> None:
+                     pairs: PairState, days_dir: Path, cache: SqlTemplates) -> None:
     """The state from as_of new_as_of - 1 to new_as_of (the new day is new_as_of - 1)."""
     new_day = new_as_of - dt.timedelta(days=1)
     r = rollups.rollup_days_files(con, lake_dir, "party_day", [new_day], "state_party_day_days")
@@ -343,14 +391,14 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, 
         i, m = rows[back(w.from_days_ago)]
         col[i] -= m[w.measure]
     # Days that can no longer leave a window are deleted after the commit (update_state).
-    _advance_pairs(con, lake_dir, new_as_of, cache)
+    _advance_pairs(con, lake_dir, new_as_of, windows, pairs, cache)
 
 
-def _advance_pairs(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, cache: SqlTemplates) -> None:
-    """Pairs: add the new day, subtract the day leaving the 365-day window; then the payee and
-    payer aggregates change by the touched pairs' (new - old) contributions, so only touched
-    pairs are read. A payee's top customer amount is recomputed (from its pairs) only when a
-    pair holding the old top amount went down."""
+def _advance_pairs(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, windows: _Windows, pairs: PairState,
+                   cache: SqlTemplates) -> None:
+    """Pairs: add the new day, subtract the day leaving the 365-day window (pairstate.py). Only
+    the two days' pair rollup rows are read (~27k at 5M payments), each party's row found by a
+    join on the window totals' rows; the 3.5M pairs are searched in numpy."""
     new_day = new_as_of - dt.timedelta(days=1)
     leave_day = new_as_of - dt.timedelta(days=MAX_WINDOW_DAYS + 1)
     files = rollups.rollup_days_files(con, lake_dir, "pair_day", [new_day, leave_day], "state_pair_day_days")
@@ -365,71 +413,18 @@ def _advance_pairs(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, ca
             entered=entered.any(),
         )
 
-    ch = cache.sql(con, "state_pair_changes", pair_changes, new_as_of)
-    con.raw_sql(f"CREATE OR REPLACE TEMP TABLE _ch AS SELECT *, {PAIR_KEY_SQL} AS k FROM ({ch})")
-    # A pair counts in the 90-day window of as_of X iff last_day >= X - 90.
-    was_90 = f"DATE '{new_as_of - dt.timedelta(days=91)}'"
-    now_90 = f"DATE '{new_as_of - dt.timedelta(days=90)}'"
-    con.raw_sql(f"""
-CREATE OR REPLACE TEMP TABLE _tp AS
-WITH old AS (
-  SELECT p.* FROM pair_state p LEFT JOIN _ch c ON p.k = c.k
-  WHERE c.k IS NOT NULL OR p.last_day = {was_90}
-)
-SELECT coalesce(o.k, c.k) AS k, coalesce(o.payee_id, c.payee_id) AS payee_id,
-  coalesce(o.payer_id, c.payer_id) AS payer_id,
-  o.k IS NOT NULL AND c.k IS NOT NULL AND (o.payee_id <> c.payee_id OR o.payer_id <> c.payer_id) AS collision,
-  o.days_n AS old_days, o.amount_minor AS old_amount, o.last_day AS old_last,
-  coalesce(o.days_n, 0) + coalesce(c.d_days, 0) AS new_days,
-  coalesce(o.amount_minor, 0) + coalesce(c.d_amount, 0) AS new_amount,
-  CASE WHEN coalesce(c.entered, false) THEN DATE '{new_day}' ELSE o.last_day END AS new_last
-FROM old o FULL JOIN _ch c ON o.k = c.k;
-""")
-    collisions = con.con.execute("SELECT count(*) FROM _tp WHERE collision").fetchone()  # noqa: SLF001
-    assert collisions is not None and collisions[0] == 0, "pair key collision: delete the state to rebuild it"
-    bad = con.con.execute("SELECT count(*) FROM _tp WHERE new_days < 0 OR new_amount < 0 "  # noqa: SLF001
-                          "OR (new_days = 0) <> (new_amount = 0)").fetchone()
-    assert bad is not None and bad[0] == 0, f"pair state went negative for {bad} pairs: state and rollups disagree"
-    in_90_before = f"(o_last IS NOT NULL AND o_last >= {was_90})"
-    con.raw_sql(f"""
-CREATE OR REPLACE TEMP TABLE _payee_delta AS
-SELECT payee_id AS party_id,
-  sum((new_days > 0)::BIGINT - (old_days IS NOT NULL)::BIGINT) AS d_n365,
-  sum((new_days >= 2)::BIGINT - (coalesce(old_days, 0) >= 2)::BIGINT) AS d_repeat,
-  sum(new_amount - coalesce(old_amount, 0)) AS d_total,
-  sum((new_days > 0 AND new_last >= {now_90})::BIGINT - {in_90_before.replace('o_last', 'old_last')}::BIGINT) AS d_n90,
-  max(CASE WHEN new_days > 0 THEN new_amount END) AS max_new,
-  max(CASE WHEN old_amount IS NOT NULL AND new_amount < old_amount THEN old_amount END) AS max_fell_from
-FROM _tp GROUP BY 1;
-CREATE OR REPLACE TEMP TABLE _payer_delta AS
-SELECT payer_id AS party_id,
-  sum((new_days > 0 AND new_last >= {now_90})::BIGINT - {in_90_before.replace('o_last', 'old_last')}::BIGINT) AS d_n90
-FROM _tp GROUP BY 1;
-DELETE FROM pair_state USING _tp WHERE pair_state.k = _tp.k;
-INSERT INTO pair_state SELECT payee_id, payer_id, new_days, new_amount, new_last, k FROM _tp WHERE new_days > 0;
-CREATE OR REPLACE TEMP TABLE _payee_next AS
-SELECT coalesce(a.party_id, d.party_id) AS party_id,
-  coalesce(a.cust_n_90d, 0) + coalesce(d.d_n90, 0) AS cust_n_90d,
-  coalesce(a.cust_n_365d, 0) + coalesce(d.d_n365, 0) AS cust_n_365d,
-  coalesce(a.cust_repeat_n_365d, 0) + coalesce(d.d_repeat, 0) AS cust_repeat_n_365d,
-  CASE WHEN d.max_fell_from IS NOT NULL AND d.max_fell_from >= a.cust_top_minor_365d THEN NULL
-       ELSE greatest(a.cust_top_minor_365d, d.max_new) END AS cust_top_minor_365d,
-  d.max_fell_from IS NOT NULL AND d.max_fell_from >= a.cust_top_minor_365d AS top_stale,
-  coalesce(a.cust_total_minor_365d, 0) + coalesce(d.d_total, 0) AS cust_total_minor_365d
-FROM payee_aggregates a FULL JOIN _payee_delta d ON a.party_id = d.party_id;
-CREATE OR REPLACE TEMP TABLE _top AS
-SELECT p.payee_id AS party_id, max(p.amount_minor) AS top FROM pair_state p
-SEMI JOIN (SELECT party_id FROM _payee_next WHERE top_stale) s ON p.payee_id = s.party_id GROUP BY 1;
-CREATE OR REPLACE TABLE payee_aggregates AS
-SELECT n.party_id, n.cust_n_90d, n.cust_n_365d, n.cust_repeat_n_365d,
-  CASE WHEN n.top_stale THEN t.top ELSE n.cust_top_minor_365d END AS cust_top_minor_365d, n.cust_total_minor_365d
-FROM _payee_next n LEFT JOIN _top t ON n.party_id = t.party_id WHERE n.cust_n_365d > 0;
-CREATE OR REPLACE TABLE payer_aggregates AS
-SELECT coalesce(a.party_id, d.party_id) AS party_id,
-  coalesce(a.merchants_n_90d, 0) + coalesce(d.d_n90, 0) AS merchants_n_90d
-FROM payer_aggregates a FULL JOIN _payer_delta d ON a.party_id = d.party_id;
-DELETE FROM payer_aggregates WHERE merchants_n_90d = 0;
-""")
+    raw = con.con  # noqa: SLF001
+    raw.register("_state_party_rows", windows.rows_table())
+    # SUM is a HUGEINT in DuckDB (Ibis drops the cast to int64): cast here, checked.
+    t = raw.sql(f"SELECT r1.party_row AS payee_row, r2.party_row AS payer_row, c.d_days::BIGINT AS d_days, "
+                "c.d_amount::BIGINT AS d_amount, c.entered "
+                f"FROM ({cache.sql(con, 'state_pair_changes', pair_changes, new_as_of)}) c "
+                "LEFT JOIN _state_party_rows r1 ON c.payee_id = r1.party_id "
+                "LEFT JOIN _state_party_rows r2 ON c.payer_id = r2.party_id").to_arrow_table()
+    raw.unregister("_state_party_rows")
+    pairs.apply(pair_keys(_rows_array(t["payee_row"]), _rows_array(t["payer_row"])),
+                t["d_days"].to_numpy(), t["d_amount"].to_numpy(), t["entered"].to_numpy(zero_copy_only=False),
+                new_day, windows.cols)
 
 
 def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inputs, StateUpdate]:
@@ -448,48 +443,68 @@ def _open(lake_dir: Path) -> tuple[ibis.BaseBackend, Inputs, SqlTemplates]:
     return con, inp, sql_templates(con, inp, lake_dir)
 
 
-def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_dir: Path,
-                  as_of: dt.date) -> tuple[StateUpdate, pa.Table]:
-    """`update_state` on an opened state; also returns the window totals (registered on `con`
-    as `party_windows`)."""
+def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_dir: Path, as_of: dt.date,
+                  payments_ready: Callable[[dict[str, pa.Table]], None] | None = None,
+                  ) -> tuple[StateUpdate, dict[str, pa.Table]]:
+    """`update_state` on an opened state; also returns the Arrow tables the portrait reads
+    (the window totals, the customer aggregates: STATE_ARROW_TABLES), registered on `con`.
+    `payments_ready(tables)` is called with them as soon as they are final, before the bills
+    partials are updated and the state committed (the payment families' queries can start)."""
     files_now = _manifest_files(lake_dir)
     meta = _read_meta(con)
     reason = _stale_reason(meta, files_now, as_of, lake_dir)
-    windows_file = None if meta is None else meta.get("windows_file")
     state_dir = state_path(lake_dir).parent
+    # The state's files (names in the meta): window totals, pairs' base and overlay.
+    names = {k: None if meta is None else meta.get(k) for k in ("windows_file", "pairs_file", "overlay_file")}
     con.raw_sql("BEGIN TRANSACTION")
     try:
+        windows: _Windows | None = None
+        pairs: PairState | None = None
         if reason is not None:
             days_dir = state_dir / f"days-{uuid.uuid4().hex[:8]}"
             days_dir.mkdir()
-            windows: _Windows | None = _build(con, inp, as_of, days_dir)
+            windows, pairs = _build(con, inp, as_of, days_dir)
             update = StateUpdate("built", reason, None, as_of, 0)
         else:
-            assert meta is not None and windows_file is not None
+            assert meta is not None and all(names.values())
             days_dir = state_dir / meta["days_dir"]
             start = dt.date.fromisoformat(meta["as_of"])
             days = (as_of - start).days
-            windows = _Windows.from_table(_read_arrow(state_dir / windows_file)) if days else None
+            if days:
+                windows = _Windows.from_table(_read_arrow(state_dir / names["windows_file"]))
+                pairs = PairState(*(Pairs.from_table(_read_arrow(state_dir / names[k]))
+                                    for k in ("pairs_file", "overlay_file")))
             for k in range(1, days + 1):
-                assert windows is not None
-                _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows, days_dir, cache)
+                assert windows is not None and pairs is not None
+                _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows, pairs, days_dir, cache)
             update = StateUpdate("advanced" if days else "current", "new days" if days else "", start, as_of, days)
+        if windows is not None and pairs is not None:  # new files, named in the meta of the same transaction
+            base_changed = reason is not None or pairs.needs_compaction()
+            if base_changed and pairs.overlay.key.size:  # (a built state's overlay is empty)
+                pairs.compact()
+            for kind, key, table in (("windows", "windows_file", windows.table()),
+                                     ("pairs", "pairs_file", pairs.base.table() if base_changed else None),
+                                     ("overlay", "overlay_file", pairs.overlay.table())):
+                if table is not None:
+                    path = _state_file(lake_dir, kind, as_of)
+                    _write_arrow(path, table)
+                    names[key] = path.name
+        tables = _arrow_tables(state_dir / str(names["windows_file"]))
+        if payments_ready is not None:
+            payments_ready(tables)
         bills_files = _bills_files(lake_dir)
         update = dataclasses.replace(update, bills=_update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files,
                                                                  cache))
-        if windows is not None:  # a new file, named in the meta of the same transaction
-            path = _windows_file(lake_dir, as_of)
-            _write_arrow(path, windows.table())
-            windows_file = path.name
-        assert windows_file is not None
-        _write_meta(con, as_of, files_now, windows_file, days_dir.name, bills_files)
+        assert all(names.values())
+        _write_meta(con, as_of, files_now, names, days_dir.name, bills_files)
         con.raw_sql("COMMIT")
     except BaseException:
         con.raw_sql("ROLLBACK")
         raise
-    for old in state_dir.glob("windows-*.arrow"):  # only the committed files are kept
-        if old.name != windows_file:
-            old.unlink(missing_ok=True)
+    for kind in ("windows", "pairs", "overlay"):  # only the committed files are kept
+        for old in state_dir.glob(f"{kind}-*.arrow"):
+            if old.name not in names.values():
+                old.unlink(missing_ok=True)
     for old_dir in state_dir.glob("days-*"):
         if old_dir.name != days_dir.name:
             shutil.rmtree(old_dir, ignore_errors=True)
@@ -498,10 +513,22 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
         if dt.date.fromisoformat(path.stem) < oldest:
             path.unlink()
     cache.save()  # templates made by this update (the portrait's are saved after it)
-    # The portrait reads the window totals from the file (memory-mapped, no copy).
-    window_totals = _read_arrow(state_dir / windows_file)
-    con.con.register("party_windows", window_totals)  # noqa: SLF001
-    return update, window_totals
+    for name, table in tables.items():
+        con.con.register(name, table)  # noqa: SLF001
+    return update, tables
+
+
+def _arrow_tables(windows_file: Path) -> dict[str, pa.Table]:
+    """STATE_ARROW_TABLES: the window totals from the file (memory-mapped, no copy) and the
+    customer aggregates' tables from its columns."""
+    window_totals = _read_arrow(windows_file)
+    payees, payers = aggregate_tables(window_totals["party_id"].combine_chunks(),
+                                      {name: window_totals[name].to_numpy() for name in AGGREGATES})
+    return dict(zip(STATE_ARROW_TABLES, (window_totals, payees, payers), strict=True))
+
+
+# The state's Arrow tables the portrait's queries read, by name (registered on the connection).
+STATE_ARROW_TABLES = ("party_windows", "payee_aggregates", "payer_aggregates")
 
 
 def _bills_files(lake_dir: Path) -> dict[str, list[int]]:
@@ -564,7 +591,7 @@ def state_families(con: ibis.BaseBackend) -> dict[str, Callable[[AsOf], ir.Table
 
 
 def state_aggregates(con: ibis.BaseBackend) -> PaymentAggregates:
-    return PaymentAggregates(windows=con.table("party_windows"), pairs=con.table("pair_state"),
+    return PaymentAggregates(windows=con.table("party_windows"), pairs=None,
                              payees=con.table("payee_aggregates"), payers=con.table("payer_aggregates"))
 
 
@@ -609,12 +636,18 @@ def latest_portrait(lake_dir: Path, as_of: dt.date,
     pool = CursorPool(con)
     try:
         started = start_portrait(pool, as_of, cache, state_families(con))
-        update, window_totals = _update_state(con, inp, cache, lake_dir, as_of)
+
+        def payments_ready(tables: dict[str, pa.Table]) -> None:  # while the bills partials update
+            if started is not None:
+                for name, arrow in tables.items():
+                    pool.register(name, arrow)
+                start_payment_families(started)
+
+        update, _ = _update_state(con, inp, cache, lake_dir, as_of, payments_ready)
         t1 = time.perf_counter()
         if started is None:
             table = _portrait_from_state(con, inp, as_of, cache)
         else:
-            pool.register("party_windows", window_totals)
             table = finish_started_portrait(started)
     finally:
         pool.close()

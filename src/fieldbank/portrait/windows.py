@@ -246,15 +246,24 @@ class PaymentAggregates:
     """What the payment families read: window sums and the pair state, as Ibis tables."""
 
     windows: ir.Table  # party_id + window columns (zero-filled)
-    pairs: ir.Table  # pair_state columns
+    pairs: ir.Table | None  # pair_state columns (None when payees and payers are given)
     payees: ir.Table | None = None  # payee_aggregates(pairs), when kept up to date elsewhere
     payers: ir.Table | None = None  # payer_aggregates(pairs), likewise
 
+    def __post_init__(self) -> None:
+        assert self.pairs is not None or (self.payees is not None and self.payers is not None), "no pair state"
+
     def payee_table(self, a: AsOf) -> ir.Table:
-        return self.payees if self.payees is not None else payee_aggregates(self.pairs, a)
+        if self.payees is not None:
+            return self.payees
+        assert self.pairs is not None
+        return payee_aggregates(self.pairs, a)
 
     def payer_table(self, a: AsOf) -> ir.Table:
-        return self.payers if self.payers is not None else payer_aggregates(self.pairs, a)
+        if self.payers is not None:
+            return self.payers
+        assert self.pairs is not None
+        return payer_aggregates(self.pairs, a)
 
 
 def full_aggregates(inp: Inputs, a: AsOf, windows: tuple[Window, ...]) -> PaymentAggregates:
