@@ -24,6 +24,7 @@ from fieldbank.portrait.engine import duckdb_arrow, engine_of, materialize, mate
 from fieldbank.portrait.graph import edge_weights, pagerank_arrow
 from fieldbank.portrait.families import COMPUTED_FAMILIES, PAYMENT_FAMILIES, party, supply_chain, thin_file
 from fieldbank.portrait.inputs import AsOf, Inputs
+from fieldbank.portrait.raw_payments import raw_payment_aggregates
 from fieldbank.portrait.sqlcache import SqlTemplates, cache_key
 from fieldbank.portrait.windows import (
     PaymentAggregates,
@@ -53,12 +54,27 @@ def payment_aggregates(inp: Inputs, a: AsOf, sql_cache: SqlTemplates | None = No
     """Every payment family's window sums in one pass over party_day, and the pair state in
     one pass over pair_day, materialized once for all families (see windows.py). On DuckDB
     the window sums are summed from per-bucket sums in numpy (`window_sums_arrow`, the same
-    values as `window_sums`).
+    values as `window_sums`); from raw payments (`inp.payment_files`) the window sums and the
+    customer aggregates are all computed in numpy from the Parquet files (raw_payments.py).
 
     `sql_cache` (DuckDB, inputs with fixed names: `payment_sql_templates`): both queries run
     from their cached compiled SQL and the results are kept under fixed names (replaced on
     the next call on the connection), so the families' SQL over them can be cached too."""
     con = inp.con
+    raw_agg = None
+    if inp.payment_files:
+        raw_agg = raw_payment_aggregates(list(inp.payment_files), a.day, ALL_WINDOWS)
+    if raw_agg is not None:
+        if sql_cache is None:
+            return PaymentAggregates(windows=materialize_arrow(con, raw_agg.windows), pairs=None,
+                                     payees=materialize_arrow(con, raw_agg.payees),
+                                     payers=materialize_arrow(con, raw_agg.payers))
+        raw = con.con  # noqa: SLF001 - the DuckDB connection under the Ibis backend
+        for name, table in ((WINDOWS_TABLE, raw_agg.windows), (PAYEES_TABLE, raw_agg.payees),
+                            (PAYERS_TABLE, raw_agg.payers)):
+            raw.register(name, table)  # Arrow, read in place; replaces the previous call's
+        return PaymentAggregates(windows=con.table(WINDOWS_TABLE), pairs=None, payees=con.table(PAYEES_TABLE),
+                                 payers=con.table(PAYERS_TABLE))
     if sql_cache is not None:
         raw = con.con  # noqa: SLF001 - the DuckDB connection under the Ibis backend
         buckets = raw.sql(sql_cache.sql(con, "bucket_sums", lambda d: bucket_sums(
@@ -79,7 +95,9 @@ def payment_aggregates(inp: Inputs, a: AsOf, sql_cache: SqlTemplates | None = No
     return PaymentAggregates(windows=windows, pairs=materialize(con, pair_state(inp.pair_day, a)))
 
 
-WINDOWS_TABLE, PAIRS_TABLE = "portrait_windows", "portrait_pairs"  # payment_aggregates with a cache
+# The names of payment_aggregates' results with a cache (the same in every run).
+WINDOWS_TABLE, PAIRS_TABLE = "portrait_windows", "portrait_pairs"
+PAYEES_TABLE, PAYERS_TABLE = "portrait_payees", "portrait_payers"
 
 
 def payment_sql_templates(inp: Inputs, directory: Path | None = None) -> SqlTemplates:

@@ -176,19 +176,25 @@ def measures_of(windows: tuple[Window, ...]) -> tuple[str, ...]:
 def windows_from_buckets(b: pa.Table, windows: tuple[Window, ...]) -> pa.Table:
     """party_id + one int64 column per window, from `bucket_sums` rows (see window_sums_arrow)."""
     assert windows and len({w.name for w in windows}) == len(windows)
-    measures = measures_of(windows)
     ids = pc.dictionary_encode(b["party_id"].combine_chunks())
     row = ids.indices.to_numpy().astype(np.int64)  # the party's row in the output
     bucket = b["bucket"].to_numpy()
     assert bucket.size == 0 or (bucket.min() >= 0 and bucket.max() < BUCKETS_N), "bucket out of range"
     parties_n = len(ids.dictionary)
     dense: dict[str, np.ndarray] = {}
-    for m in measures:  # party x bucket; each (party, bucket) is one row of b
+    for m in measures_of(windows):  # party x bucket; each (party, bucket) is one row of b
         d = np.zeros((parties_n, BUCKETS_N), dtype=np.int64)
         # DuckDB's SUM of BIGINT is a HUGEINT (Arrow decimal128): the cast to int64 is checked.
         d[row, bucket] = pc.cast(b[m].fill_null(0), pa.int64()).to_numpy()
         dense[m] = d
-    cols: dict[str, pa.Array] = {"party_id": ids.dictionary}
+    return windows_from_dense(ids.dictionary, dense, windows)
+
+
+def windows_from_dense(party_ids: pa.Array, dense: dict[str, np.ndarray], windows: tuple[Window, ...]) -> pa.Table:
+    """party_id + one int64 column per window, from each measure's party x bucket sums
+    (`dense[measure][i, k]`: party_ids[i]'s sum over bucket k)."""
+    assert windows and len({w.name for w in windows}) == len(windows)
+    cols: dict[str, pa.Array] = {"party_id": party_ids}
     for w in windows:
         first, last = _bucket_of(w.to_days_ago + 1), _bucket_of(w.from_days_ago)
         cols[w.name] = pa.array(dense[w.measure][:, first:last + 1].sum(axis=1), type=pa.int64())
@@ -246,15 +252,24 @@ class PaymentAggregates:
     """What the payment families read: window sums and the pair state, as Ibis tables."""
 
     windows: ir.Table  # party_id + window columns (zero-filled)
-    pairs: ir.Table  # pair_state columns
+    pairs: ir.Table | None  # pair_state columns; None when both payees and payers are given
     payees: ir.Table | None = None  # payee_aggregates(pairs), when kept up to date elsewhere
     payers: ir.Table | None = None  # payer_aggregates(pairs), likewise
 
+    def __post_init__(self) -> None:
+        assert self.pairs is not None or (self.payees is not None and self.payers is not None), "no pair state"
+
     def payee_table(self, a: AsOf) -> ir.Table:
-        return self.payees if self.payees is not None else payee_aggregates(self.pairs, a)
+        if self.payees is not None:
+            return self.payees
+        assert self.pairs is not None
+        return payee_aggregates(self.pairs, a)
 
     def payer_table(self, a: AsOf) -> ir.Table:
-        return self.payers if self.payers is not None else payer_aggregates(self.pairs, a)
+        if self.payers is not None:
+            return self.payers
+        assert self.pairs is not None
+        return payer_aggregates(self.pairs, a)
 
 
 def full_aggregates(inp: Inputs, a: AsOf, windows: tuple[Window, ...]) -> PaymentAggregates:
