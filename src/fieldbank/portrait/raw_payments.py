@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ EPOCH = dt.date(1970, 1, 1)
 RECENT_DAYS = 90  # payee_aggregates' cust_n_90d and payer_aggregates' window
 # float64 adds integers exactly while every partial sum stays below 2**53 (bincount's weights).
 EXACT_FLOAT_SUM = 2**53
+READ_THREADS = 2  # the Parquet files read at once
 UNITS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
 
 
@@ -110,29 +112,64 @@ def raw_payment_aggregates(files: list[Path], as_of: dt.date, windows: tuple[Win
     return RawAggregates(window_table(rows, windows), *customer_tables(rows))
 
 
-def read_rows(files: list[Path], as_of: dt.date) -> RawRows | None:
-    """The payments with a UTC day in [D - 365, D), ids as indices into one party list."""
-    cols = ["ts", "payer_id", "payee_id", "amount_minor", "kind", "category"]
-    t = pq.read_table([str(f) for f in files], columns=cols, partitioning=None,
-                      read_dictionary=["payer_id", "payee_id", "kind", "category"])
-    if any(t[c].null_count for c in ("ts", "payer_id", "payee_id", "amount_minor", "kind")):
-        return None  # SQL groups a null id as a party and compares a null kind as unknown: not here
-    batches = t.to_batches()  # the columns' rows aligned batch by batch
-    per_day = UNITS_PER_DAY[t.schema.field("ts").type.unit]
+COLUMNS = ("ts", "payer_id", "payee_id", "amount_minor", "kind", "category")
+DICTIONARY_COLUMNS = ("payee_id", "payer_id", "kind", "category")  # read as dictionary indices
+NOT_NULL = ("ts", "payer_id", "payee_id", "amount_minor", "kind")
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One record batch's payments of the 365 days before D."""
+
+    days_ago: np.ndarray
+    amount: np.ndarray
+    dictionaries: dict[str, pa.Array]  # the batch's own dictionary per DICTIONARY_COLUMNS
+    indices: dict[str, np.ndarray]  # the kept rows' indices into it, -1 for null
+
+
+def _read_file(path: Path, as_of: dt.date) -> list[_Batch] | None:
+    """One Parquet file's payments of the 365 days (None if a NOT_NULL column has a null)."""
+    t = pq.ParquetFile(path, read_dictionary=DICTIONARY_COLUMNS).read(columns=list(COLUMNS), use_threads=False)
     d = (as_of - EPOCH).days
-    keep, ago = [], []
-    for b in batches:
-        k = d - b["ts"].view(pa.int64()).to_numpy() // per_day  # floor division: the UTC day
-        keep.append((k >= 1) & (k <= MAX_WINDOW_DAYS))
-        ago.append(k[keep[-1]])
-    amount = np.concatenate([np.zeros(0, np.int64)] + [b["amount_minor"].to_numpy()[m] for b, m in zip(batches, keep, strict=True)])
+    out = []
+    for b in t.to_batches():  # the columns' rows aligned batch by batch
+        if any(b[c].null_count for c in NOT_NULL):
+            return None  # SQL groups a null id as a party and compares a null kind as unknown: not here
+        ago = d - b["ts"].view(pa.int64()).to_numpy() // UNITS_PER_DAY[b.schema.field("ts").type.unit]  # UTC day
+        keep = (ago >= 1) & (ago <= MAX_WINDOW_DAYS)
+        indices = {}
+        for name in DICTIONARY_COLUMNS:
+            c = b[name]
+            if c.null_count:
+                local = np.where(c.is_valid().to_numpy(zero_copy_only=False), c.indices.fill_null(0).to_numpy(), -1)
+            else:
+                local = c.indices.to_numpy()
+            indices[name] = local[keep]
+        out.append(_Batch(ago[keep], b["amount_minor"].to_numpy()[keep],
+                          {name: b[name].dictionary for name in DICTIONARY_COLUMNS}, indices))
+    return out
+
+
+def read_rows(files: list[Path], as_of: dt.date) -> RawRows | None:
+    """The payments with a UTC day in [D - 365, D), ids as indices into one party list. The
+    files are read and filtered two at a time (Arrow and numpy release the GIL)."""
+    if not files:
+        return None
+    with ThreadPoolExecutor(max_workers=min(len(files), READ_THREADS)) as pool:
+        per_file = list(pool.map(lambda f: _read_file(f, as_of), files))
+    if any(f is None for f in per_file):
+        return None
+    batches = [b for f in per_file if f is not None for b in f]
+    if not batches:
+        return None
+    amount = np.concatenate([b.amount for b in batches])
     # Every sum below is of at most all rows' |amounts|: within int64, and within float64's
     # exact integers for bincount, or this path is not taken.
     if amount.size and int(np.abs(amount).max()) * amount.size >= EXACT_FLOAT_SUM:
         return None
-    parties, (payee, payer) = _codes(batches, ["payee_id", "payer_id"], keep)
-    kind_values, (kind,) = _codes(batches, ["kind"], keep)
-    category_values, (category,) = _codes(batches, ["category"], keep)
+    parties, (payee, payer) = _codes(batches, ["payee_id", "payer_id"])
+    kind_values, (kind,) = _codes(batches, ["kind"])
+    category_values, (category,) = _codes(batches, ["category"])
     essential = pc.is_in(category_values, value_set=pa.array(sorted(ESSENTIAL_CATEGORIES), pa.string()))
     # A null category has code -1: the last entry of the lookup, False.
     is_essential = np.append(essential.to_numpy(zero_copy_only=False), False)[category]
@@ -140,30 +177,25 @@ def read_rows(files: list[Path], as_of: dt.date) -> RawRows | None:
     def kind_in(values: tuple[str, ...]) -> np.ndarray:
         return pc.is_in(kind_values, value_set=pa.array(values, pa.string())).to_numpy(zero_copy_only=False)[kind]
 
-    return RawRows(parties=parties, payee=payee, payer=payer, days_ago=np.concatenate(ago) if ago else np.zeros(0, np.int64), amount=amount,
-                   kind_in=functools.cache(kind_in), essential=is_essential)
+    return RawRows(parties=parties, payee=payee, payer=payer, days_ago=np.concatenate([b.days_ago for b in batches]),
+                   amount=amount, kind_in=functools.cache(kind_in), essential=is_essential)
 
 
-def _codes(batches: list[pa.RecordBatch], names: list[str], keep: list[np.ndarray]) -> tuple[pa.Array, list[np.ndarray]]:
-    """Dictionary columns (read_dictionary) -> their values (one list for all the columns)
-    and each column's kept rows as int64 indices into it, -1 for null: each batch's own
-    dictionary is encoded once, not its rows."""
-    dictionaries = [b[name].dictionary for name in names for b in batches]
-    encoded = pc.dictionary_encode(pa.concat_arrays(dictionaries) if dictionaries else pa.array([], pa.string()))
+def _codes(batches: list[_Batch], names: list[str]) -> tuple[pa.Array, list[np.ndarray]]:
+    """Dictionary columns -> their values (one list for all the columns) and each column's
+    rows as int64 indices into it (-1 for null): each batch's dictionary is encoded once
+    (20k ids), not its rows."""
+    encoded = pc.dictionary_encode(pa.concat_arrays([b.dictionaries[name] for name in names for b in batches]))
     positions = encoded.indices.to_numpy().astype(np.int64)
     out, offset = [], 0
     for name in names:
         parts = []
-        for b, m in zip(batches, keep, strict=True):
-            c = b[name]
-            lookup = np.append(positions[offset:offset + len(c.dictionary)], -1)  # index -1: null
-            offset += len(c.dictionary)
-            if c.null_count:
-                local = np.where(c.is_valid().to_numpy(zero_copy_only=False), c.indices.fill_null(0).to_numpy(), -1)
-            else:
-                local = c.indices.to_numpy()
-            parts.append(lookup[local[m]])
-        out.append(np.concatenate(parts) if parts else np.zeros(0, np.int64))
+        for b in batches:
+            n = len(b.dictionaries[name])
+            lookup = np.append(positions[offset:offset + n], -1)  # index -1 (null) -> -1
+            offset += n
+            parts.append(lookup[b.indices[name]])
+        out.append(np.concatenate(parts))
     return encoded.dictionary, out
 
 
@@ -186,28 +218,27 @@ def window_table(r: RawRows, windows: tuple[Window, ...]) -> pa.Table:
         for side in sides:
             matched[side] |= mask
         if m.value == "days":  # distinct days: a party x day mark, counted per bucket
-            marks = np.zeros(parties_n * BUCKETS_N * MONTH_DAYS, dtype=bool)
-            marks[(party[m.side] * (BUCKETS_N * MONTH_DAYS) + r.days_ago - 1)[mask]] = True
-            dense[name] = marks.reshape(parties_n, BUCKETS_N, MONTH_DAYS).sum(axis=2, dtype=np.int64)
+            marks = np.zeros(parties_n * BUCKETS_N * MONTH_DAYS, dtype=np.uint8)
+            marks[(party[m.side] * (BUCKETS_N * MONTH_DAYS) + r.days_ago - 1)[mask]] = 1
+            dense[name] = marks.reshape(parties_n, BUCKETS_N, MONTH_DAYS).sum(axis=2, dtype=np.uint8)
             continue
-        weights = mask.astype(np.float64) if m.value == "count" else np.where(mask, amount, 0.0)
-        total = np.zeros(cells_n, dtype=np.float64)
-        for side in sides:
-            total += np.bincount(cell[side], weights=-weights if m.value == "net" and side == "out" else weights,
-                                 minlength=cells_n)
-        dense[name] = total.astype(np.int64).reshape(parties_n, BUCKETS_N)
+        weights = mask if m.value == "count" else amount * mask
+        total = np.bincount(cell[sides[0]], weights=weights, minlength=cells_n)
+        if len(sides) == 2:  # net: + on the payee's side, - on the payer's
+            total -= np.bincount(cell[sides[1]], weights=weights, minlength=cells_n)
+        dense[name] = total.reshape(parties_n, BUCKETS_N)
     present = np.zeros(parties_n, dtype=bool)
     for side, rows in matched.items():
-        present[party[side][rows]] = True
-    keep = np.flatnonzero(present)
-    return windows_from_dense(r.parties.take(pa.array(keep)), {k: v[keep] for k, v in dense.items()}, windows)
+        present |= np.bincount(party[side], weights=rows, minlength=parties_n) > 0
+    table = windows_from_dense(r.parties, dense, windows)
+    return table if present.all() else table.filter(pa.array(present))
 
 
-def pair_order(payee: np.ndarray, payer: np.ndarray, parties_n: int) -> np.ndarray:
-    """The permutation sorting the rows by (payee, payer): an LSD radix sort on 16-bit digits
-    (numpy's stable sort of uint16 is a counting sort; measured 4x faster than argsort of
-    int64 pair keys at 720k purchases)."""
-    order = np.arange(len(payee))
+def pair_order(payee: np.ndarray, payer: np.ndarray, parties_n: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """The indices of `rows` (default all) sorted by (payee, payer): an LSD radix sort on
+    16-bit digits (numpy's stable sort of uint16 is a counting sort; measured 4x faster than
+    argsort of int64 pair keys at 720k purchases)."""
+    order = np.arange(len(payee)) if rows is None else rows
     for ids in (payer, payee):  # least significant first
         for shift in range(0, max(parties_n - 1, 1).bit_length(), 16):
             digit = ((ids[order] >> shift) & 0xFFFF).astype(np.uint16)
@@ -219,23 +250,24 @@ def customer_tables(r: RawRows) -> tuple[pa.Table, pa.Table]:
     """payee_aggregates and payer_aggregates of pair_state from the purchases of the 365
     days: per (payee, payer) pair its newest and oldest day and its amount, the pairs sorted
     by payee (a pair has purchases on >= 2 days when its oldest and newest day differ)."""
-    buy = _purchase(r)
-    payee, payer, ago, amount = r.payee[buy], r.payer[buy], r.days_ago[buy], r.amount[buy]
-    order = pair_order(payee, payer, len(r.parties))
-    payee, payer, ago, amount = payee[order], payer[order], ago[order], amount[order]
-    new_pair = np.r_[True, (payee[1:] != payee[:-1]) | (payer[1:] != payer[:-1])] if len(order) else buy[:0]
-    starts = np.flatnonzero(new_pair)
-    newest = np.minimum.reduceat(ago, starts) if starts.size else ago
-    oldest = np.maximum.reduceat(ago, starts) if starts.size else ago
-    amount = np.add.reduceat(amount, starts) if starts.size else amount
-    payee, payer = payee[starts], payer[starts]
-    recent = newest <= RECENT_DAYS
-    # Pairs are sorted by payee: each payee's pairs are one run.
-    firsts = np.flatnonzero(np.r_[True, payee[1:] != payee[:-1]]) if payee.size else starts
+    order = pair_order(r.payee, r.payer, len(r.parties), np.flatnonzero(_purchase(r)))
+    payee, payer, ago, amount = r.payee[order], r.payer[order], r.days_ago[order], r.amount[order]
+    if not order.size:
+        starts = firsts = order
+    else:
+        starts = np.flatnonzero(np.r_[True, (payee[1:] != payee[:-1]) | (payer[1:] != payer[:-1])])
+        newest, oldest = np.minimum.reduceat(ago, starts), np.maximum.reduceat(ago, starts)
+        amount = np.add.reduceat(amount, starts)
+        payee, payer = payee[starts], payer[starts]
+        # Pairs are sorted by payee: each payee's pairs are one run.
+        firsts = np.flatnonzero(np.r_[True, payee[1:] != payee[:-1]])
+    if not order.size:
+        newest = oldest = ago
 
     def per_payee(values: np.ndarray, ufunc: np.ufunc = np.add) -> pa.Array:
         return pa.array(ufunc.reduceat(values, firsts) if firsts.size else values.astype(np.int64), pa.int64())
 
+    recent = newest <= RECENT_DAYS
     payees = pa.table({
         "party_id": r.parties.take(pa.array(payee[firsts], pa.int64())),
         "cust_n_90d": per_payee(recent.astype(np.int64)),

@@ -192,12 +192,19 @@ def windows_from_buckets(b: pa.Table, windows: tuple[Window, ...]) -> pa.Table:
 
 def windows_from_dense(party_ids: pa.Array, dense: dict[str, np.ndarray], windows: tuple[Window, ...]) -> pa.Table:
     """party_id + one int64 column per window, from each measure's party x bucket sums
-    (`dense[measure][i, k]`: party_ids[i]'s sum over bucket k)."""
+    (`dense[measure][i, k]`: party_ids[i]'s sum over bucket k, integers, exact in its dtype).
+    A window is a difference of two running sums over the buckets (one subtraction each)."""
     assert windows and len({w.name for w in windows}) == len(windows)
+    running: dict[str, np.ndarray] = {}  # measure -> (bucket + 1) x party, row k: sum of buckets < k
+    for m, d in dense.items():
+        r = np.zeros((BUCKETS_N + 1, len(party_ids)), dtype=d.dtype if d.dtype.kind == "f" else np.int64)
+        np.cumsum(d.T, axis=0, out=r[1:])
+        running[m] = r
     cols: dict[str, pa.Array] = {"party_id": party_ids}
     for w in windows:
         first, last = _bucket_of(w.to_days_ago + 1), _bucket_of(w.from_days_ago)
-        cols[w.name] = pa.array(dense[w.measure][:, first:last + 1].sum(axis=1), type=pa.int64())
+        r = running[w.measure]
+        cols[w.name] = pa.array((r[last + 1] - r[first]).astype(np.int64), type=pa.int64())
     return pa.table(cols)
 
 
