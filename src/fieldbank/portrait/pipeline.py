@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -83,7 +83,8 @@ def payment_aggregates(inp: Inputs, a: AsOf, sql_cache: SqlTemplates | None = No
         # Ibis tables of the same names and schemas, unbound: they compile to the same SQL as
         # con.table(name), without a DESCRIBE query each (~5 ms); the SQL runs on `raw`.
         t = {name: ibis.table(ibis.Schema.from_pyarrow(table.schema), name=name) for name, table in tables.items()}
-        return PaymentAggregates(windows=t[WINDOWS_TABLE], pairs=None, payees=t[PAYEES_TABLE], payers=t[PAYERS_TABLE])
+        return PaymentAggregates(windows=t[WINDOWS_TABLE], pairs=None, payees=t[PAYEES_TABLE], payers=t[PAYERS_TABLE],
+                                 arrow_tables=tuple(tables.items()))
     if sql_cache is not None:
         raw = con.con  # noqa: SLF001 - the DuckDB connection under the Ibis backend
         buckets = raw.sql(sql_cache.sql(con, "bucket_sums", lambda d: bucket_sums(
@@ -126,6 +127,26 @@ def payment_family_arrow(inp: Inputs, a: AsOf, family: ModuleType, agg: PaymentA
     sql = sql_cache.sql(inp.con, family.__name__, lambda d: family.compute(inp, d, agg), a.day)
     sql_cache.save()
     return duckdb_execute_arrow(inp.con.con, sql)  # noqa: SLF001
+
+
+def payment_families_arrow(inp: Inputs, a: AsOf, families: tuple[ModuleType, ...], agg: PaymentAggregates,
+                           sql_cache: SqlTemplates) -> list[pa.Table]:
+    """`payment_family_arrow` of each family, from cached SQL, two at a time: the first on the
+    connection, the others on a cursor of it (with `agg`'s Arrow tables registered again: a
+    cursor does not see the connection's). Planning a family's ~20 KB of SQL is most of its
+    time and uses one core; side by side the business and household queries measured 50 ms
+    against 75 ms (1M payments)."""
+    sqls = [sql_cache.sql(inp.con, f.__name__, lambda d, f=f: f.compute(inp, d, agg), a.day) for f in families]
+    sql_cache.save()
+    if len(sqls) < 2 or not agg.arrow_tables:
+        return [duckdb_execute_arrow(inp.con.con, sql) for sql in sqls]  # noqa: SLF001
+    cursor = inp.con.con.cursor()  # noqa: SLF001
+    for name, table in agg.arrow_tables:
+        cursor.register(name, table)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        rest = pool.submit(lambda: [duckdb_execute_arrow(cursor, sql) for sql in sqls[1:]])
+        first = duckdb_execute_arrow(inp.con.con, sqls[0])  # noqa: SLF001
+        return [first, *rest.result()]
 
 
 # A family's query as a function of the date: what the SQL cache (sqlcache.py) compiles once.

@@ -109,7 +109,13 @@ def raw_payment_aggregates(files: list[Path], as_of: dt.date, windows: tuple[Win
     rows = read_rows(files, as_of)
     if rows is None:
         return None
-    return RawAggregates(window_table(rows, windows), *customer_tables(rows))
+    # The two are independent and numpy releases the GIL in most of them: side by side
+    # (measured 115-139 ms against 158-161 ms one after the other, 1M payments, load ~2).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        customers = pool.submit(customer_tables, rows)
+        window_rows = window_table(rows, windows)
+        payees, payers = customers.result()
+    return RawAggregates(window_rows, payees, payers)
 
 
 COLUMNS = ("ts", "payer_id", "payee_id", "amount_minor", "kind", "category")

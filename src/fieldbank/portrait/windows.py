@@ -262,6 +262,9 @@ class PaymentAggregates:
     pairs: ir.Table | None  # pair_state columns; None when both payees and payers are given
     payees: ir.Table | None = None  # payee_aggregates(pairs), when kept up to date elsewhere
     payers: ir.Table | None = None  # payer_aggregates(pairs), likewise
+    # DuckDB: (name, Arrow table) registered on the connection, read by the tables above
+    # (a cursor of the connection must register them too).
+    arrow_tables: tuple[tuple[str, pa.Table], ...] = ()
 
     def __post_init__(self) -> None:
         assert self.pairs is not None or (self.payees is not None and self.payers is not None), "no pair state"
