@@ -22,6 +22,7 @@ from fieldbank.portrait.pipeline import (
     ALL_WINDOWS,
     ARROW_TYPES,
     payment_aggregates,
+    payment_families_arrow,
     payment_family_arrow,
     payment_sql_templates,
 )
@@ -215,7 +216,8 @@ def test_business_and_household_raw_equal_rollups(lake: Path) -> None:
 def test_payment_families_from_cached_sql_equal_compiled(lake: Path) -> None:
     """payment_aggregates + payment_family_arrow from the SQL templates (made by the first
     date, rendered for the others, on new connections) equal the families over the Ibis
-    definitions (full_aggregates), compiled without a cache."""
+    definitions (full_aggregates), compiled without a cache; payment_families_arrow (the
+    second family on a cursor) returns the same tables."""
     made = []
     for as_of in AS_OF_DATES[1:]:
         a = AsOf(as_of)
@@ -224,6 +226,8 @@ def test_payment_families_from_cached_sql_equal_compiled(lake: Path) -> None:
         agg = payment_aggregates(inp, a, cache)
         got = [_sorted(payment_family_arrow(inp, a, fam, agg, cache)) for fam in (business, household)]
         made.append(cache.made)
+        side_by_side = payment_families_arrow(inp, a, (business, household), agg, cache)  # on a cursor too
+        assert [_sorted(t) for t in side_by_side] == got, as_of
         ref_inp = load_inputs(connect("duckdb"), lake, use_rollups=False)
         want = [_sorted(duckdb_arrow(ref_inp.con, fam.compute(ref_inp, a, full_aggregates(ref_inp, a, fam.WINDOWS))))
                 for fam in (business, household)]
