@@ -6,14 +6,15 @@ read straight from the Parquet files. Measured at 1M payments (docs/portrait.md,
 DuckDB's hash group-bys of the 2M party-side rows into 232k (party, bucket) groups of 9 sums,
 and of the 720k purchases into 687k (payee, payer) pairs, spend most of their time missing
 the cache on wide per-group states; here every party id is read as a Parquet dictionary
-index, mapped once to a small integer, and each measure is one `bincount` into a dense
-party x bucket array (2 MB), the pairs one sort of int64 keys.
+index, mapped once to a small integer, each measure is one `bincount` into a dense
+party x bucket array (2 MB), and the pairs are runs of the purchases radix-sorted by
+(payee, payer).
 
 The Ibis definitions in windows.py stay the definitions: `MEASURE_ROWS` restates each
 measure's condition over the raw columns, and the tests check every column against them.
 `raw_payment_aggregates` returns None when an input falls outside what this path handles
-exactly (a null id or kind, amounts whose sums could leave int64): the caller then runs the
-SQL path.
+exactly (a null id or kind, amounts whose float64 sums could pass 2**53, no payments): the
+caller then runs the SQL path.
 """
 
 from __future__ import annotations
