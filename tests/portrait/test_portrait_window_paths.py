@@ -14,10 +14,10 @@ import pyarrow as pa
 import pytest
 
 from fieldbank.portrait import connect, load_inputs
+from fieldbank.portrait.catalog import catalog
 from fieldbank.portrait.engine import duckdb_arrow, duckdb_sql, utc_date
 from fieldbank.portrait.families import business, household
 from fieldbank.portrait.inputs import AsOf
-from fieldbank.portrait.catalog import catalog
 from fieldbank.portrait.pipeline import (
     ALL_WINDOWS,
     ARROW_TYPES,

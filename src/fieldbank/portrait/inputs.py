@@ -10,7 +10,13 @@ import ibis
 import ibis.expr.types as ir
 
 from fieldbank.portrait import rollups
-from fieldbank.portrait.engine import date_literal, engine_of, parquet_files, read_lake_table, ts_literal
+from fieldbank.portrait.engine import (
+    date_literal,
+    engine_of,
+    parquet_files,
+    read_lake_table,
+    ts_literal,
+)
 
 
 @dataclass(frozen=True)

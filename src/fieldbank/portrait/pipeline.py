@@ -28,8 +28,14 @@ from fieldbank.portrait.engine import (
     materialize_arrow,
     release_temporaries,
 )
+from fieldbank.portrait.families import (
+    COMPUTED_FAMILIES,
+    PAYMENT_FAMILIES,
+    party,
+    supply_chain,
+    thin_file,
+)
 from fieldbank.portrait.graph import edge_weights, pagerank_arrow
-from fieldbank.portrait.families import COMPUTED_FAMILIES, PAYMENT_FAMILIES, party, supply_chain, thin_file
 from fieldbank.portrait.inputs import AsOf, Inputs
 from fieldbank.portrait.raw_payments import raw_payment_aggregates
 from fieldbank.portrait.sqlcache import SqlTemplates, cache_key
