@@ -42,7 +42,12 @@ from fieldbank.portrait import connect, execute_portrait, load_inputs
 from fieldbank.portrait.engine import duckdb_arrow, materialize, midnight_utc, release_temporaries
 from fieldbank.portrait.families import COMPUTED_FAMILIES, business, household, party
 from fieldbank.portrait.inputs import AsOf
-from fieldbank.portrait.pipeline import payment_aggregates, payment_family_arrow, payment_sql_templates
+from fieldbank.portrait.pipeline import (
+    payment_aggregates,
+    payment_families_arrow,
+    payment_family_arrow,
+    payment_sql_templates,
+)
 from fieldbank.portrait.rollups import rollups_dir, update_rollups
 from fieldbank.portrait.state import STATE_DIR, latest_portrait
 from fieldbank.portrait.testing import synthetic_tables, write_lake_table, write_synthetic_lake_streaming
@@ -217,15 +222,22 @@ def featuretools_figure(work: Path, payments_n: int, seed: int, as_of: dt.date) 
         a = AsOf(as_of)
         cache = payment_sql_templates(inp) if cached_sql else None
         agg = payment_aggregates(inp, a, cache)  # what the pipeline does: one pass for both families
-        # What the pipeline does with each family on DuckDB (execute_portrait): one query to Arrow.
-        return [payment_family_arrow(inp, a, fam, agg, cache) for fam in (business, household)]
+        # What the pipeline does with each family on DuckDB (execute_portrait): one query to
+        # Arrow; from cached SQL two at a time, as the latest portrait runs its queries.
+        if cache is None:
+            return [payment_family_arrow(inp, a, fam, agg) for fam in (business, household)]
+        return payment_families_arrow(inp, a, (business, household), agg, cache)
 
     # The first call in a process pays one-off costs (DuckDB and Ibis warm-up, ~1 s, and making
-    # the SQL templates); featuretools' import is not timed either, so the ratio uses the second
-    # (warm) call, which runs from the compiled SQL kept by the first; all are reported, and the
-    # same warm call compiling its SQL through Ibis again.
+    # the SQL templates); featuretools' import is not timed either, so the ratio uses the warm
+    # calls, which run from the compiled SQL kept by the first: the median of 5 (since session
+    # 7: one ~0.4 s call on the shared cores varied 0.3-0.6 s; featuretools' one call lasts
+    # ~20 s); all are reported, the second call alone too, and the same warm call compiling
+    # its SQL through Ibis again.
     fb_cold_s, _ = timed(fieldbank_families)
-    fb_s, fb_out = timed(fieldbank_families)
+    fb_warm = [timed(fieldbank_families) for _ in range(5)]
+    fb_warm_s = [t for t, _ in fb_warm]
+    fb_s, fb_out = sorted(fb_warm, key=lambda x: x[0])[len(fb_warm) // 2]
     fb_uncached_s, fb_uncached_out = timed(lambda: fieldbank_families(cached_sql=False))
     for got, want in zip(fb_out, fb_uncached_out, strict=True):  # the cached SQL computes the same
         assert got.sort_by("party_id").equals(want.sort_by("party_id")), "cached and compiled SQL differ"
@@ -288,7 +300,9 @@ def featuretools_figure(work: Path, payments_n: int, seed: int, as_of: dt.date) 
     fig = {
         "payments": payments_n, "parties": parties_n, "as_of": as_of.isoformat(), "windows_days": FT_WINDOWS_DAYS,
         "featuretools_version": ft.__version__, "featuretools_s": ft_s, "featuretools_features": ft_features,
-        "fieldbank_s": fb_s, "fieldbank_first_call_s": fb_cold_s, "fieldbank_without_sql_cache_s": fb_uncached_s,
+        "fieldbank_s": fb_s, "fieldbank_warm_calls_s": fb_warm_s, "fieldbank_second_call_s": fb_warm_s[0],
+        "speedup_vs_second_call": ft_s / fb_warm_s[0],
+        "fieldbank_first_call_s": fb_cold_s, "fieldbank_without_sql_cache_s": fb_uncached_s,
         "fieldbank_same_call_on_1pct_of_payments_s": fb_tiny_s, "fieldbank_features": fb_features,
         "fieldbank_families": ["business", "household"],
         "speedup": ft_s / fb_s, "speedup_vs_first_call": ft_s / fb_cold_s,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,19 @@ def duckdb_arrow(con: ibis.BaseBackend, expr: ir.Table) -> pa.Table:
     if engine_of(con) != "duckdb":
         return expr.to_pyarrow()
     return con.con.sql(duckdb_sql(con, expr)).to_arrow_table()  # noqa: SLF001
+
+
+def duckdb_execute_arrow(raw: Any, sql: str) -> pa.Table:
+    """The result of `sql` on a DuckDB connection as Arrow, through `execute`: this duckdb's
+    `raw.sql(sql).to_arrow_table()` parses and binds the text once to make the relation
+    (tokenizing it in Python too) and again to run it, which for the household family's 23 KB
+    of SQL measured 63 ms against 42 ms; `execute` parses it once. Its Arrow result is one
+    more copy of the rows (duckdb warns so; nothing for a per-party result): for small results."""
+    return raw.execute(sql).to_arrow_table()
+
+
+# duckdb_execute_arrow's copy is intended (once, here: catch_warnings is not thread-safe).
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 
 
 _temp_names = itertools.count()

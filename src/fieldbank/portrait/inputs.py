@@ -10,7 +10,13 @@ import ibis
 import ibis.expr.types as ir
 
 from fieldbank.portrait import rollups
-from fieldbank.portrait.engine import date_literal, engine_of, read_lake_table, ts_literal
+from fieldbank.portrait.engine import (
+    date_literal,
+    engine_of,
+    parquet_files,
+    read_lake_table,
+    ts_literal,
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,9 @@ class Inputs:
     invoices: ir.Table
     bills: ir.Table
     loans: ir.Table
+    # The raw payments' Parquet files, when payments are read raw on DuckDB (no rollups):
+    # the payment aggregates are then computed from them in numpy (raw_payments.py).
+    payment_files: tuple[Path, ...] | None = None
 
 
 def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
@@ -73,6 +82,7 @@ def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
     def _name(table: str) -> str | None:
         return f"lake_{table}" if named_views else None
 
+    payment_files = None
     if use_rollups:
         rollups.update_rollups(lake_dir)
         party_day = rollups.read_rollup(con, lake_dir, "party_day", _name("party_day"))
@@ -81,6 +91,8 @@ def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
         payments = read_lake_table(con, lake_dir, "payments", _name("payments"))
         party_day = rollups.party_day_rows(payments, engine_of(con))  # the same sums, without grouping first
         pair_day = rollups.pair_day(payments, engine_of(con))
+        if engine_of(con) == "duckdb":
+            payment_files = tuple(parquet_files(lake_dir / "payments"))  # the files the view reads
     return Inputs(
         con=con,
         parties=read_lake_table(con, lake_dir, "parties", _name("parties")),
@@ -89,4 +101,5 @@ def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
         invoices=read_lake_table(con, lake_dir, "invoices", _name("invoices")),
         bills=read_lake_table(con, lake_dir, "bills", _name("bills")),
         loans=read_lake_table(con, lake_dir, "loans", _name("loans")),
+        payment_files=payment_files,
     )

@@ -176,22 +176,35 @@ def measures_of(windows: tuple[Window, ...]) -> tuple[str, ...]:
 def windows_from_buckets(b: pa.Table, windows: tuple[Window, ...]) -> pa.Table:
     """party_id + one int64 column per window, from `bucket_sums` rows (see window_sums_arrow)."""
     assert windows and len({w.name for w in windows}) == len(windows)
-    measures = measures_of(windows)
     ids = pc.dictionary_encode(b["party_id"].combine_chunks())
     row = ids.indices.to_numpy().astype(np.int64)  # the party's row in the output
     bucket = b["bucket"].to_numpy()
     assert bucket.size == 0 or (bucket.min() >= 0 and bucket.max() < BUCKETS_N), "bucket out of range"
     parties_n = len(ids.dictionary)
     dense: dict[str, np.ndarray] = {}
-    for m in measures:  # party x bucket; each (party, bucket) is one row of b
+    for m in measures_of(windows):  # party x bucket; each (party, bucket) is one row of b
         d = np.zeros((parties_n, BUCKETS_N), dtype=np.int64)
         # DuckDB's SUM of BIGINT is a HUGEINT (Arrow decimal128): the cast to int64 is checked.
         d[row, bucket] = pc.cast(b[m].fill_null(0), pa.int64()).to_numpy()
         dense[m] = d
-    cols: dict[str, pa.Array] = {"party_id": ids.dictionary}
+    return windows_from_dense(ids.dictionary, dense, windows)
+
+
+def windows_from_dense(party_ids: pa.Array, dense: dict[str, np.ndarray], windows: tuple[Window, ...]) -> pa.Table:
+    """party_id + one int64 column per window, from each measure's party x bucket sums
+    (`dense[measure][i, k]`: party_ids[i]'s sum over bucket k, integers, exact in its dtype).
+    A window is a difference of two running sums over the buckets (one subtraction each)."""
+    assert windows and len({w.name for w in windows}) == len(windows)
+    running: dict[str, np.ndarray] = {}  # measure -> (bucket + 1) x party, row k: sum of buckets < k
+    for m, d in dense.items():
+        r = np.zeros((BUCKETS_N + 1, len(party_ids)), dtype=d.dtype if d.dtype.kind == "f" else np.int64)
+        np.cumsum(d.T, axis=0, out=r[1:])
+        running[m] = r
+    cols: dict[str, pa.Array] = {"party_id": party_ids}
     for w in windows:
         first, last = _bucket_of(w.to_days_ago + 1), _bucket_of(w.from_days_ago)
-        cols[w.name] = pa.array(dense[w.measure][:, first:last + 1].sum(axis=1), type=pa.int64())
+        r = running[w.measure]
+        cols[w.name] = pa.array((r[last + 1] - r[first]).astype(np.int64), type=pa.int64())
     return pa.table(cols)
 
 
@@ -246,9 +259,12 @@ class PaymentAggregates:
     """What the payment families read: window sums and the pair state, as Ibis tables."""
 
     windows: ir.Table  # party_id + window columns (zero-filled)
-    pairs: ir.Table | None  # pair_state columns (None when payees and payers are given)
+    pairs: ir.Table | None  # pair_state columns; None when both payees and payers are given
     payees: ir.Table | None = None  # payee_aggregates(pairs), when kept up to date elsewhere
     payers: ir.Table | None = None  # payer_aggregates(pairs), likewise
+    # DuckDB: (name, Arrow table) registered on the connection, read by the tables above
+    # (a cursor of the connection must register them too).
+    arrow_tables: tuple[tuple[str, pa.Table], ...] = ()
 
     def __post_init__(self) -> None:
         assert self.pairs is not None or (self.payees is not None and self.payers is not None), "no pair state"
