@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -299,8 +300,14 @@ def _day_range(path: Path) -> tuple[dt.date, dt.date] | None:
 
 def _write_rows(con: ibis.BaseBackend, expr: ir.Table, path: Path) -> int:
     """COPY `expr` to `path` via a temp file; an empty result removes `path`. Returns rows."""
+    return _publish(path, lambda tmp: con.to_parquet(expr, tmp))
+
+
+def _publish(path: Path, write: Callable[[Path], object]) -> int:
+    """`write` a Parquet file to a temp path, then move it onto `path` (atomic); an empty
+    result removes `path` instead. Returns the rows written."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    con.to_parquet(expr, tmp)
+    write(tmp)
     n = pq.ParquetFile(tmp).metadata.num_rows
     if n == 0:
         tmp.unlink()
@@ -337,15 +344,8 @@ def _day_file_sql(con: ibis.BaseBackend, root: Path, name: str, files: list[Path
 
 def _write_sql_rows(con: ibis.BaseBackend, sql: str, path: Path) -> int:
     """`_write_rows` of a compiled query."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    con.con.execute(f"COPY ({sql}) TO {str(tmp)!r} (FORMAT 'parquet')")  # noqa: SLF001 - as Ibis' to_parquet
-    n = pq.ParquetFile(tmp).metadata.num_rows
-    if n == 0:
-        tmp.unlink()
-        path.unlink(missing_ok=True)
-        return 0
-    os.replace(tmp, path)
-    return n
+    return _publish(path, lambda tmp: con.con.execute(  # noqa: SLF001 - as Ibis' to_parquet
+        f"COPY ({sql}) TO {str(tmp)!r} (FORMAT 'parquet')"))
 
 
 def _rebuild_month(
