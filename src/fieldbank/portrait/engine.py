@@ -212,17 +212,20 @@ def materialize(con: ibis.BaseBackend, expr: ir.Table, keep: bool = False) -> ir
     return table
 
 
-def materialize_arrow(con: ibis.BaseBackend, table: pa.Table) -> ir.Table:
-    """DuckDB: `table` as a temp table (a copy, released like `materialize`'s)."""
+def materialize_arrow(con: ibis.BaseBackend, table: pa.Table, name: str | None = None) -> ir.Table:
+    """DuckDB: `table` as a temp table (a copy), released like `materialize`'s; or, given a
+    `name`, kept under it (replacing a table of that name) until the connection closes."""
     assert engine_of(con) == "duckdb", "materialize_arrow is for DuckDB"
-    name = f"_fieldbank_tmp_{next(_temp_names)}"
+    kept = name is not None
+    name = name or f"_fieldbank_tmp_{next(_temp_names)}"
     raw = con.con  # noqa: SLF001 - the DuckDB connection under the Ibis backend
     raw.register(f"{name}_arrow", table)
     try:
-        raw.execute(f'CREATE TEMP TABLE "{name}" AS SELECT * FROM "{name}_arrow"')
+        raw.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT * FROM "{name}_arrow"')
     finally:
         raw.unregister(f"{name}_arrow")
-    _live_temporaries.setdefault(id(con), []).append(name)
+    if not kept:
+        _live_temporaries.setdefault(id(con), []).append(name)
     return con.table(name)
 
 

@@ -207,19 +207,28 @@ def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def full_aggregates(pairs: Pairs, parties_n: int, as_of: dt.date) -> dict[str, np.ndarray]:
     """AGGREGATES per party row (windows.py's definitions) from all the pairs (the build)."""
     live = pairs.days_n > 0
-    payee = (pairs.key[live] >> ROW_BITS).astype(np.int64)
-    payer = (pairs.key[live] & ROW_MASK).astype(np.int64)
-    amount, days_n = pairs.amount_minor[live], pairs.days_n[live]
-    recent = pairs.last_day[live] >= day_number(as_of) - 90  # last_day >= D - 90
+    return customer_aggregates(payee=pairs.key[live] >> ROW_BITS, payer=pairs.key[live] & ROW_MASK,
+                               amount=pairs.amount_minor[live], repeat=pairs.days_n[live] >= 2,
+                               recent=pairs.last_day[live] >= day_number(as_of) - 90,  # last_day >= D - 90
+                               parties_n=parties_n)
+
+
+def customer_aggregates(payee: np.ndarray, payer: np.ndarray, amount: np.ndarray, repeat: np.ndarray,
+                        recent: np.ndarray, parties_n: int) -> dict[str, np.ndarray]:
+    """AGGREGATES per party row from one entry per (payee, payer) pair with a purchase in the
+    365 days, sorted by payee: its amount, whether it has purchases on 2+ days (`repeat`) and
+    one in the last 90 days (`recent`)."""
+    payee, payer = payee.astype(np.int64), payer.astype(np.int64)
+    assert payee.size < 2 or bool(np.all(payee[1:] >= payee[:-1])), "pairs not sorted by payee"
     out = {
         "cust_n_90d": np.bincount(payee[recent], minlength=parties_n),
         "cust_n_365d": np.bincount(payee, minlength=parties_n),
-        "cust_repeat_n_365d": np.bincount(payee[days_n >= 2], minlength=parties_n),
+        "cust_repeat_n_365d": np.bincount(payee[repeat], minlength=parties_n),
         "cust_top_minor_365d": np.zeros(parties_n, np.int64),
         "cust_total_minor_365d": np.zeros(parties_n, np.int64),
         "merchants_n_90d": np.bincount(payer[recent], minlength=parties_n),
     }
-    if payee.size:  # keys are sorted, so each payee's pairs are one run
+    if payee.size:  # each payee's pairs are one run
         starts = np.flatnonzero(np.concatenate([[True], payee[1:] != payee[:-1]]))
         out["cust_top_minor_365d"][payee[starts]] = np.maximum.reduceat(amount, starts)
         out["cust_total_minor_365d"][payee[starts]] = np.add.reduceat(amount, starts)

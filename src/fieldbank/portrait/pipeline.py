@@ -95,15 +95,11 @@ def payment_aggregates(inp: Inputs, a: AsOf, sql_cache: SqlTemplates | None = No
         raw = con.con  # noqa: SLF001 - the DuckDB connection under the Ibis backend
         buckets = raw.sql(sql_cache.sql(con, "bucket_sums", lambda d: bucket_sums(
             inp.party_day, d, measures_of(ALL_WINDOWS)), a.day)).to_arrow_table()
-        raw.register("_portrait_windows_arrow", windows_from_buckets(buckets, ALL_WINDOWS))
-        try:
-            raw.execute(f"CREATE OR REPLACE TEMP TABLE {WINDOWS_TABLE} AS SELECT * FROM _portrait_windows_arrow")
-        finally:
-            raw.unregister("_portrait_windows_arrow")
+        windows = materialize_arrow(con, windows_from_buckets(buckets, ALL_WINDOWS), WINDOWS_TABLE)
         raw.execute(f"CREATE OR REPLACE TEMP TABLE {PAIRS_TABLE} AS "
                     + sql_cache.sql(con, "pair_state", lambda d: pair_state(inp.pair_day, d), a.day))
         sql_cache.save()
-        return PaymentAggregates(windows=con.table(WINDOWS_TABLE), pairs=con.table(PAIRS_TABLE))
+        return PaymentAggregates(windows=windows, pairs=con.table(PAIRS_TABLE))
     if engine_of(con) == "duckdb":
         windows = materialize_arrow(con, window_sums_arrow(con, inp.party_day, a, ALL_WINDOWS))
     else:
@@ -275,12 +271,12 @@ def _family_arrow_cached(inp: Inputs, as_of: dt.date, agg: PaymentAggregates | C
     def edges(a: AsOf) -> ir.Table:
         return edge_weights(supply_chain.graph_edges(inp, a))
 
-    ranks = pagerank_arrow(raw.sql(cache.sql(con, "pagerank_edges", edges, as_of)).to_arrow_table())
+    ranks = pagerank_arrow(duckdb_execute_arrow(raw, cache.sql(con, "pagerank_edges", edges, as_of)))
     raw.register(PAGERANK_TABLE, ranks)
     builders = family_builders(inp, agg, lambda _: con.table(PAGERANK_TABLE), precomputed)
     (party_name, party_build), *others = builders
-    tables = [raw.sql(cache.sql(con, party_name, lambda a: party_build(a).order_by("party_id"), as_of)).to_arrow_table()]
-    tables += [raw.sql(cache.sql(con, name, build, as_of)).to_arrow_table() for name, build in others]
+    tables = [duckdb_execute_arrow(raw, cache.sql(con, party_name, lambda a: party_build(a).order_by("party_id"), as_of))]
+    tables += [duckdb_execute_arrow(raw, cache.sql(con, name, build, as_of)) for name, build in others]
     cache.save()
     return tables
 
@@ -296,14 +292,14 @@ def _cached_query_names(precomputed: dict[str, FamilyBuilder] | None) -> tuple[l
 
 
 def _query_job(sql: str) -> Callable[[Any], pa.Table]:
-    return lambda cur: cur.sql(sql).to_arrow_table()
+    return lambda cur: duckdb_execute_arrow(cur, sql)
 
 
 def _pagerank_job(edges_sql: str, family_sql: str) -> Callable[[Any], pa.Table]:
     """PageRank in numpy from the edges, registered on the job's cursor, then supply chain."""
     def job(cur: Any) -> pa.Table:
-        cur.register(PAGERANK_TABLE, pagerank_arrow(cur.sql(edges_sql).to_arrow_table()))
-        return cur.sql(family_sql).to_arrow_table()
+        cur.register(PAGERANK_TABLE, pagerank_arrow(duckdb_execute_arrow(cur, edges_sql)))
+        return duckdb_execute_arrow(cur, family_sql)
     return job
 
 

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fieldbank.contract import ESSENTIAL_CATEGORIES
+from fieldbank.portrait.pairstate import aggregate_tables, customer_aggregates
 from fieldbank.portrait.windows import (
     BUCKETS_N,
     INCOME_KINDS,
@@ -39,8 +40,6 @@ from fieldbank.portrait.windows import (
     MAX_WINDOW_DAYS,
     MEASURES,
     MONTH_DAYS,
-    PAYEE_AGGREGATES,
-    PAYER_AGGREGATES,
     Window,
     measures_of,
     windows_from_dense,
@@ -255,38 +254,17 @@ def pair_order(payee: np.ndarray, payer: np.ndarray, parties_n: int, rows: np.nd
 
 def customer_tables(r: RawRows) -> tuple[pa.Table, pa.Table]:
     """payee_aggregates and payer_aggregates of pair_state from the purchases of the 365
-    days: per (payee, payer) pair its newest and oldest day and its amount, the pairs sorted
-    by payee (a pair has purchases on >= 2 days when its oldest and newest day differ)."""
+    days: the purchases sorted by (payee, payer) are runs, one per pair, with its newest and
+    oldest day and its amount (a pair has purchases on >= 2 days when those two days differ);
+    the aggregates are then pairstate's, as the incremental state computes them."""
     order = pair_order(r.payee, r.payer, len(r.parties), np.flatnonzero(_purchase(r)))
     payee, payer, ago, amount = r.payee[order], r.payer[order], r.days_ago[order], r.amount[order]
-    if not order.size:
-        starts = firsts = order
-    else:
+    if order.size:
         starts = np.flatnonzero(np.r_[True, (payee[1:] != payee[:-1]) | (payer[1:] != payer[:-1])])
         newest, oldest = np.minimum.reduceat(ago, starts), np.maximum.reduceat(ago, starts)
-        amount = np.add.reduceat(amount, starts)
-        payee, payer = payee[starts], payer[starts]
-        # Pairs are sorted by payee: each payee's pairs are one run.
-        firsts = np.flatnonzero(np.r_[True, payee[1:] != payee[:-1]])
-    if not order.size:
+        payee, payer, amount = payee[starts], payer[starts], np.add.reduceat(amount, starts)
+    else:  # no purchases: every array is empty
         newest = oldest = ago
-
-    def per_payee(values: np.ndarray, ufunc: np.ufunc = np.add) -> pa.Array:
-        return pa.array(ufunc.reduceat(values, firsts) if firsts.size else values.astype(np.int64), pa.int64())
-
-    recent = newest <= RECENT_DAYS
-    payees = pa.table({
-        "party_id": r.parties.take(pa.array(payee[firsts], pa.int64())),
-        "cust_n_90d": per_payee(recent.astype(np.int64)),
-        "cust_n_365d": per_payee(np.ones(payee.size, np.int64)),
-        "cust_repeat_n_365d": per_payee((oldest != newest).astype(np.int64)),
-        "cust_top_minor_365d": per_payee(amount, np.maximum),
-        "cust_total_minor_365d": per_payee(amount),
-    })
-    assert tuple(payees.column_names[1:]) == PAYEE_AGGREGATES
-    merchants = np.bincount(payer[recent], minlength=len(r.parties))
-    with_recent = np.flatnonzero(merchants)
-    payers = pa.table({"party_id": r.parties.take(pa.array(with_recent, pa.int64())),
-                       "merchants_n_90d": pa.array(merchants[with_recent], pa.int64())})
-    assert tuple(payers.column_names[1:]) == PAYER_AGGREGATES
-    return payees, payers
+    agg = customer_aggregates(payee=payee, payer=payer, amount=amount, repeat=oldest != newest,
+                              recent=newest <= RECENT_DAYS, parties_n=len(r.parties))
+    return aggregate_tables(r.parties, agg)

@@ -320,25 +320,29 @@ def _publish(path: Path, write: Callable[[Path], object]) -> int:
 DAY_RAW_VIEW = "_rollup_day_raw"  # the raw files of a day file, under a name fixed across runs
 
 
-def _day_file_sql(con: ibis.BaseBackend, root: Path, name: str, files: list[Path], day: dt.date) -> str:
-    """The SQL of rollup `name` for one day from the raw `files`: the same ROLLUP_FUNCTIONS
-    over the payments of [day, day + 1), compiled once and kept as a template in
-    `_rollups/_sql/` (sqlcache.py), since compiling the Ibis expressions cost more than
-    running them (~0.06 of ~0.1 s per new day at 5M payments)."""
+def _day_file_sql(con: ibis.BaseBackend, root: Path, files: list[Path]) -> Callable[[str, dt.date], str]:
+    """(rollup name, day) -> the SQL of that rollup for one day from the raw `files`: the same
+    ROLLUP_FUNCTIONS over the payments of [day, day + 1), compiled once and kept as a template
+    in `_rollups/_sql/` (sqlcache.py), since compiling the Ibis expressions cost more than
+    running them (~0.06 of ~0.1 s per new day at 5M payments). One view of the files and one
+    template key serve every rollup and day of the files."""
     from fieldbank.portrait.inputs import AsOf  # noqa: PLC0415 - inputs imports this module
     from fieldbank.portrait.sqlcache import SqlTemplates, cache_key  # noqa: PLC0415 - imports inputs
 
     raw = con.read_parquet([str(f) for f in files], table_name=DAY_RAW_VIEW, hive_partitioning=False)
     raw = raw.select(*TABLES["payments"].column_names)
-
-    def build(a: AsOf) -> ir.Table:  # the day before D
-        r = raw.filter(raw.ts >= a.start_ts(1), raw.ts < a.ts)
-        fresh = ROLLUP_FUNCTIONS[name](r).cast(ibis.schema(SCHEMAS[name]))
-        return fresh.filter(fresh.day == a.start_date(1))
-
     cache = SqlTemplates.load(cache_key(con, "rollup day file", [raw]), root / "_sql")
-    sql = cache.sql(con, name, build, day + dt.timedelta(days=1))
-    cache.save()
+
+    def sql(name: str, day: dt.date) -> str:
+        def build(a: AsOf) -> ir.Table:  # the day before D
+            r = raw.filter(raw.ts >= a.start_ts(1), raw.ts < a.ts)
+            fresh = ROLLUP_FUNCTIONS[name](r).cast(ibis.schema(SCHEMAS[name]))
+            return fresh.filter(fresh.day == a.start_date(1))
+
+        out = cache.sql(con, name, build, day + dt.timedelta(days=1))
+        cache.save()
+        return out
+
     return sql
 
 
@@ -370,6 +374,7 @@ def _rebuild_month(
         if len(days) < (last - first).days + 1:
             raw = raw.filter(raw.ts.date().isin(sorted(days)))
     rows = 0
+    day_sql: Callable[[str, dt.date], str] | None = None  # made once, if day files are written
     for name, schema in SCHEMAS.items():
         out_dir = root / name
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -388,7 +393,8 @@ def _rebuild_month(
                 if fresh is None:
                     path.unlink(missing_ok=True)
                     continue
-                rows += _write_sql_rows(con, _day_file_sql(con, root, name, files, d), path)
+                day_sql = day_sql or _day_file_sql(con, root, files)
+                rows += _write_sql_rows(con, day_sql(name, d), path)
             continue
         parts = [] if fresh is None else [fresh]
         if month_path.exists():  # keep the month's days that were not rebuilt

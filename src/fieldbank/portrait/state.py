@@ -304,14 +304,12 @@ def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -
         _write_arrow(days_dir / f"{day}.arrow", t.slice(lo, hi - lo))
     for table in ("pair_state", "payee_aggregates", "payer_aggregates"):  # state version <= 6 kept them here
         con.raw_sql(f"DROP TABLE IF EXISTS {table}")
-    raw = con.con  # noqa: SLF001
-    raw.register("_state_party_rows", windows.rows_table())
-    t = raw.sql(f"SELECT r1.party_row AS payee_row, r2.party_row AS payer_row, p.days_n::BIGINT AS days_n, "
-                "p.amount_minor::BIGINT AS amount_minor, p.last_day "  # SUM is a HUGEINT: a checked cast
-                f"FROM ({duckdb_sql(con, pair_state(inp.pair_day, a))}) p "
-                "LEFT JOIN _state_party_rows r1 ON p.payee_id = r1.party_id "
-                "LEFT JOIN _state_party_rows r2 ON p.payer_id = r2.party_id").to_arrow_table()
-    raw.unregister("_state_party_rows")
+    t = _with_party_rows(con, windows,
+                         f"SELECT r1.party_row AS payee_row, r2.party_row AS payer_row, p.days_n::BIGINT AS days_n, "
+                         "p.amount_minor::BIGINT AS amount_minor, p.last_day "  # SUM is a HUGEINT: a checked cast
+                         f"FROM ({duckdb_sql(con, pair_state(inp.pair_day, a))}) p "
+                         f"LEFT JOIN {PARTY_ROWS} r1 ON p.payee_id = r1.party_id "
+                         f"LEFT JOIN {PARTY_ROWS} r2 ON p.payer_id = r2.party_id")
     pairs = PairState.from_columns(
         pair_keys(*(_rows_array(t[c]) for c in ("payee_row", "payer_row"))),
         t["days_n"].to_numpy(), t["amount_minor"].to_numpy(), _day_numbers(t["last_day"]))
@@ -319,6 +317,19 @@ def _build(con: ibis.BaseBackend, inp: Inputs, as_of: dt.date, days_dir: Path) -
     for name, values in full_aggregates(pairs.base, n, as_of).items():
         windows.cols[name][:n] = values
     return windows, pairs
+
+
+PARTY_ROWS = "_state_party_rows"  # (party_id, party_row): the window totals' rows, for a join in DuckDB
+
+
+def _with_party_rows(con: ibis.BaseBackend, windows: _Windows, sql: str) -> pa.Table:
+    """The Arrow result of `sql`, which joins PARTY_ROWS to find each party's row in `windows`."""
+    raw = con.con  # noqa: SLF001
+    raw.register(PARTY_ROWS, windows.rows_table())
+    try:
+        return raw.sql(sql).to_arrow_table()
+    finally:
+        raw.unregister(PARTY_ROWS)
 
 
 def _rows_array(rows: pa.ChunkedArray) -> np.ndarray:
@@ -350,11 +361,9 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, 
 
     # Each party's row in the windows by a join in DuckDB (a hash of the day's ~20k parties,
     # probed by the windows' 100k), not by hashing the 100k ids in Arrow (0.1-0.16 s at 5M).
-    raw = con.con  # noqa: SLF001
-    raw.register("_state_party_rows", windows.rows_table())
-    t = raw.sql(f"SELECT m.*, r.party_row FROM ({cache.sql(con, 'state_day_measures', measures, new_as_of)}) m "
-                "LEFT JOIN _state_party_rows r ON m.party_id = r.party_id").to_arrow_table()
-    raw.unregister("_state_party_rows")
+    t = _with_party_rows(con, windows,
+                         f"SELECT m.*, r.party_row FROM ({cache.sql(con, 'state_day_measures', measures, new_as_of)}) m "
+                         f"LEFT JOIN {PARTY_ROWS} r ON m.party_id = r.party_id")
     rows = t["party_row"].combine_chunks()
     if rows.null_count:  # parties with their first payments: appended to the windows
         unseen = pc.is_null(rows)
@@ -413,15 +422,13 @@ def _advance_pairs(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, wi
             entered=entered.any(),
         )
 
-    raw = con.con  # noqa: SLF001
-    raw.register("_state_party_rows", windows.rows_table())
     # SUM is a HUGEINT in DuckDB (Ibis drops the cast to int64): cast here, checked.
-    t = raw.sql(f"SELECT r1.party_row AS payee_row, r2.party_row AS payer_row, c.d_days::BIGINT AS d_days, "
-                "c.d_amount::BIGINT AS d_amount, c.entered "
-                f"FROM ({cache.sql(con, 'state_pair_changes', pair_changes, new_as_of)}) c "
-                "LEFT JOIN _state_party_rows r1 ON c.payee_id = r1.party_id "
-                "LEFT JOIN _state_party_rows r2 ON c.payer_id = r2.party_id").to_arrow_table()
-    raw.unregister("_state_party_rows")
+    t = _with_party_rows(con, windows,
+                         f"SELECT r1.party_row AS payee_row, r2.party_row AS payer_row, c.d_days::BIGINT AS d_days, "
+                         "c.d_amount::BIGINT AS d_amount, c.entered "
+                         f"FROM ({cache.sql(con, 'state_pair_changes', pair_changes, new_as_of)}) c "
+                         f"LEFT JOIN {PARTY_ROWS} r1 ON c.payee_id = r1.party_id "
+                         f"LEFT JOIN {PARTY_ROWS} r2 ON c.payer_id = r2.party_id")
     pairs.apply(pair_keys(_rows_array(t["payee_row"]), _rows_array(t["payer_row"])),
                 t["d_days"].to_numpy(), t["d_amount"].to_numpy(), t["entered"].to_numpy(zero_copy_only=False),
                 new_day, windows.cols)
@@ -431,7 +438,7 @@ def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inpu
     """Bring the state to `as_of` (advance day by day, or rebuild; see the module doc).
     Returns the state's connection, the lake's inputs on it, and what was done."""
     con, inp, cache = _open(Path(lake_dir))
-    update, _ = _update_state(con, inp, cache, Path(lake_dir), as_of)
+    update = _update_state(con, inp, cache, Path(lake_dir), as_of)
     return con, inp, update
 
 
@@ -445,9 +452,9 @@ def _open(lake_dir: Path) -> tuple[ibis.BaseBackend, Inputs, SqlTemplates]:
 
 def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_dir: Path, as_of: dt.date,
                   payments_ready: Callable[[dict[str, pa.Table]], None] | None = None,
-                  ) -> tuple[StateUpdate, dict[str, pa.Table]]:
-    """`update_state` on an opened state; also returns the Arrow tables the portrait reads
-    (the window totals, the customer aggregates: STATE_ARROW_TABLES), registered on `con`.
+                  ) -> StateUpdate:
+    """`update_state` on an opened state; the Arrow tables the portrait reads (the window
+    totals, the customer aggregates: STATE_ARROW_TABLES) are left registered on `con`.
     `payments_ready(tables)` is called with them as soon as they are final, before the bills
     partials are updated and the state committed (the payment families' queries can start)."""
     files_now = _manifest_files(lake_dir)
@@ -515,7 +522,7 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
     cache.save()  # templates made by this update (the portrait's are saved after it)
     for name, table in tables.items():
         con.con.register(name, table)  # noqa: SLF001
-    return update, tables
+    return update
 
 
 def _arrow_tables(windows_file: Path) -> dict[str, pa.Table]:
@@ -643,7 +650,7 @@ def latest_portrait(lake_dir: Path, as_of: dt.date,
                     pool.register(name, arrow)
                 start_payment_families(started)
 
-        update, _ = _update_state(con, inp, cache, lake_dir, as_of, payments_ready)
+        update = _update_state(con, inp, cache, lake_dir, as_of, payments_ready)
         t1 = time.perf_counter()
         if started is None:
             table = _portrait_from_state(con, inp, as_of, cache)
