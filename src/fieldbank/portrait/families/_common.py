@@ -22,19 +22,30 @@ def month_columns(t: ir.Table, prefix: str) -> list[ir.FloatingValue]:
     return [t[f"{prefix}_m{k}"].fill_null(0).cast("float64") for k in range(MONTHS_N)]
 
 
-def monthly_cv(t: ir.Table, prefix: str) -> ir.FloatingValue:
-    """Coefficient of variation (population std / mean) of the 12 monthly sums, months with
-    nothing counting as 0; null when the mean is 0. Two-pass in a fixed order, so both engines
-    produce the same float."""
-    months = month_columns(t, prefix)
-    mean = sum(months[1:], months[0]) / MONTHS_N
-    var = sum(((m - mean) ** 2 for m in months[1:]), (months[0] - mean) ** 2) / MONTHS_N
-    return ibis.ifelse(mean > 0, var.sqrt() / mean, ibis.null("float64"))
+def with_monthly_stats(t: ir.Table, prefix: str) -> ir.Table:
+    """`t` + the 12 monthly sums as float64, empty months as 0 (`{prefix}_f0..11`), their sum
+    (`{prefix}_sum`, added in month order), mean (`{prefix}_mean` = sum / 12) and coefficient
+    of variation (`{prefix}_cv`: population std / mean, two-pass in a fixed order, so every
+    engine produces the same float; null when the mean is 0).
+
+    Each stage is its own projection: written as one expression, the mean is inlined into
+    each of the 12 squared deviations, and the family's SQL grew to 23 KB (household: 40 ms
+    to plan and 120 ms to run over 100k rows, measured)."""
+    months = [f"{prefix}_f{k}" for k in range(MONTHS_N)]
+    t = t.mutate(**dict(zip(months, month_columns(t, prefix), strict=True)))
+    t = t.mutate(**{f"{prefix}_sum": sum((t[m] for m in months[1:]), t[months[0]])})
+    t = t.mutate(**{f"{prefix}_mean": t[f"{prefix}_sum"] / MONTHS_N})
+    mean = t[f"{prefix}_mean"]
+    devs = [f"{prefix}_d{k}" for k in range(MONTHS_N)]
+    t = t.mutate(**{d: t[m] - mean for d, m in zip(devs, months, strict=True)})
+    # d * d, not d ** 2: the same IEEE product, and DuckDB's POWER() measured 2x the CPU.
+    var = sum((t[d] * t[d] for d in devs[1:]), t[devs[0]] * t[devs[0]]) / MONTHS_N
+    return t.mutate(**{f"{prefix}_cv": ibis.ifelse(mean > 0, var.sqrt() / mean, ibis.null("float64"))})
 
 
 def months_with_value(t: ir.Table, prefix: str) -> ir.IntegerValue:
-    months = month_columns(t, prefix)
-    flags = [ibis.ifelse(m > 0, 1, 0) for m in months]
+    """Months with a positive sum, of `with_monthly_stats`' float months."""
+    flags = [ibis.ifelse(t[f"{prefix}_f{k}"] > 0, 1, 0) for k in range(MONTHS_N)]
     return sum(flags[1:], flags[0]).cast("int64")
 
 

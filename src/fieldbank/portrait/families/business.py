@@ -11,7 +11,7 @@ import ibis.expr.types as ir
 
 from fieldbank.portrait.catalog import count, money, ratio
 from fieldbank.portrait.engine import safe_div
-from fieldbank.portrait.families._common import MONTHS_N, month_columns, monthly_cv, outer_join_on_party
+from fieldbank.portrait.families._common import MONTHS_N, outer_join_on_party, with_monthly_stats
 from fieldbank.portrait.inputs import AsOf, Inputs
 from fieldbank.portrait.windows import PaymentAggregates, Window, full_aggregates, monthly
 
@@ -64,14 +64,14 @@ def finish(agg: PaymentAggregates, a: AsOf) -> ir.Table:
     """The features from window sums (zero-filled) and the pair state; both paths call this."""
     s = agg.windows.select("party_id", *(w.name for w in WINDOWS))
     s = s.filter(s.biz_sales_n_365d > 0)  # merchants: other parties get nulls / zeros downstream anyway
-    months = month_columns(s, "biz_rev")
-    assert len(months) == MONTHS_N
+    s = with_monthly_stats(s, "biz_rev")
     s = s.select(
         "party_id",
         *(f"biz_{m}_{w}d" for m in ("revenue_minor", "sales_n", "active_days") for w in WINDOWS_DAYS),
         biz_revenue_growth_90d=safe_div(s.biz_revenue_minor_90d, s.biz_rev_prev90) - 1.0,
-        biz_revenue_cv_360d=monthly_cv(s, "biz_rev"),
-        biz_peak_month_share_360d=safe_div(ibis.greatest(*months), sum(months[1:], months[0])),
+        biz_revenue_cv_360d=s.biz_rev_cv,
+        biz_peak_month_share_360d=safe_div(ibis.greatest(*(s[f"biz_rev_f{k}"] for k in range(MONTHS_N))),
+                                           s.biz_rev_sum),
         biz_ticket_mean_minor_90d=safe_div(s.biz_revenue_minor_90d, s.biz_sales_n_90d),
         biz_refund_share_90d=safe_div(s.biz_refunds_90d, s.biz_revenue_minor_90d),
     )

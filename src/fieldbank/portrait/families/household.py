@@ -14,11 +14,9 @@ from fieldbank.contract import ESSENTIAL_CATEGORIES
 from fieldbank.portrait.catalog import Feature, count, flag, money, ratio
 from fieldbank.portrait.engine import safe_div
 from fieldbank.portrait.families._common import (
-    MONTHS_N,
-    month_columns,
-    monthly_cv,
     months_with_value,
     outer_join_on_party,
+    with_monthly_stats,
 )
 from fieldbank.portrait.inputs import AsOf, Inputs
 from fieldbank.portrait.windows import PaymentAggregates, Window, full_aggregates, monthly
@@ -82,8 +80,7 @@ def compute(inp: Inputs, a: AsOf, agg: PaymentAggregates | None = None) -> ir.Ta
 def finish(agg: PaymentAggregates, a: AsOf) -> ir.Table:
     """The features from window sums (zero-filled) and the pair state; both paths call this."""
     h = agg.windows.select("party_id", *(w.name for w in WINDOWS))
-    spend_months = month_columns(h, "hh_spend")
-    assert len(spend_months) == MONTHS_N
+    h = with_monthly_stats(with_monthly_stats(h, "hh_spend"), "hh_inc")
     spend_growth = safe_div(h.hh_spend_minor_90d, h.hh_spend_prev90) - 1.0
     income_drop = (h.hh_income_prev90 > 0) & (
         h.hh_income_minor_90d.cast("float64") < INCOME_DROP_RATIO * h.hh_income_prev90.cast("float64")
@@ -91,14 +88,14 @@ def finish(agg: PaymentAggregates, a: AsOf) -> ir.Table:
     h = h.select(
         "party_id",
         *(f"hh_spend_minor_{w}d" for w in WINDOWS_DAYS),
-        hh_spend_month_mean_minor_360d=sum(spend_months[1:], spend_months[0]) / MONTHS_N,
+        hh_spend_month_mean_minor_360d=h.hh_spend_mean,
         hh_spend_growth_90d=spend_growth,
         hh_essentials_share_90d=safe_div(h.hh_essentials_90d, h.hh_spend_minor_90d),
-        hh_spend_cv_360d=monthly_cv(h, "hh_spend"),
+        hh_spend_cv_360d=h.hh_spend_cv,
         hh_income_minor_90d=h.hh_income_minor_90d,
         hh_income_minor_365d=h.hh_income_minor_365d,
         hh_income_months_n_360d=months_with_value(h, "hh_inc"),
-        hh_income_cv_360d=monthly_cv(h, "hh_inc"),
+        hh_income_cv_360d=h.hh_inc_cv,
         hh_net_inflow_minor_90d=h.hh_net_inflow_minor_90d,
         hh_net_inflow_minor_365d=h.hh_net_inflow_minor_365d,
         hh_income_drop_flag_90d=ibis.ifelse(income_drop, 1, 0).cast("int64"),
