@@ -93,7 +93,7 @@ def test_latest_portrait_with_queries_beside_the_advance_equals_full(tmp_path: P
         seconds: dict[str, float] = {}
         got, update = state.latest_portrait(lake, day, seconds=seconds)
         assert (update.action, update.days) == ("advanced", step)
-        assert started[-1] == day and set(seconds) == {"state", "portrait"}
+        assert started[-1] == day and set(seconds) == {"open", "state", "portrait"}
         full = execute_portrait(load_inputs(connect("duckdb"), lake, use_rollups=False), day)
         assert_same_portrait(got, full, rel=1e-9)
 

@@ -62,8 +62,12 @@ def test_new_day_is_incremental_and_equals_full_rebuild(tmp_path: Path, tables: 
     assert update_rollups(lake).days_rebuilt == 0  # nothing new: nothing to do
 
     write_lake_table(lake, "payments", new_day_payments, file_tag="new-day")
-    step = update_rollups(lake)
+    con = connect("duckdb")  # the caller's connection (as the incremental state's): left as it was
+    views = "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal ORDER BY 1"
+    before = con.con.execute(views).fetchall()
+    step = update_rollups(lake, con)
     assert (step.files_new_or_changed, step.files_read, step.days_rebuilt) == (1, 1, 1)
+    assert con.con.execute(views).fetchall() == before
 
     full = tmp_path / "full"
     full.mkdir()

@@ -212,6 +212,12 @@ def materialize(con: ibis.BaseBackend, expr: ir.Table, keep: bool = False) -> ir
     return table
 
 
+def one_chunk(col: pa.ChunkedArray) -> pa.Array:
+    """The column as one array: its only chunk as is (`combine_chunks` copies even one chunk:
+    18 ms for the 5M lake's 3.5M pairs, memory-mapped), else the chunks concatenated."""
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+
 def materialize_arrow(con: ibis.BaseBackend, table: pa.Table, name: str | None = None) -> ir.Table:
     """DuckDB: `table` as a temp table (a copy), released like `materialize`'s; or, given a
     `name`, kept under it (replacing a table of that name) until the connection closes."""

@@ -66,7 +66,7 @@ class Inputs:
 
 
 def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
-                named_views: bool = False) -> Inputs:
+                named_views: bool = False, update_rollups: bool = True) -> Inputs:
     """Tables of the lake at `lake_dir`. With `use_rollups`, payments come from the persisted
     daily rollups (updated first, incrementally); otherwise the rollups are expressions over
     the raw payments, evaluated inside each portrait's queries (the pipeline reads them once
@@ -76,7 +76,8 @@ def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
     `named_views` (DuckDB): every table read is a view named `lake_<table>` (replacing any
     view of that name on `con`; without rollups the payments are `lake_payments`), so the SQL
     compiled over the inputs is the same in every process and connection and can be kept
-    (sqlcache.py). Otherwise the names are generated per process."""
+    (sqlcache.py). Otherwise the names are generated per process. `update_rollups=False`: the
+    caller has just updated the rollups itself."""
     lake_dir = Path(lake_dir)
 
     def _name(table: str) -> str | None:
@@ -84,7 +85,8 @@ def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
 
     payment_files = None
     if use_rollups:
-        rollups.update_rollups(lake_dir)
+        if update_rollups:  # on `con` when it is DuckDB (no second connection)
+            rollups.update_rollups(lake_dir, con if engine_of(con) == "duckdb" else None)
         party_day = rollups.read_rollup(con, lake_dir, "party_day", _name("party_day"))
         pair_day = rollups.read_rollup(con, lake_dir, "pair_day", _name("pair_day"))
     else:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from fieldbank.portrait.engine import one_chunk
 from fieldbank.portrait.windows import PAYEE_AGGREGATES, PAYER_AGGREGATES
 
 EPOCH_DAY = dt.date(1970, 1, 1)
@@ -62,7 +63,7 @@ class Pairs:
     @classmethod
     def from_table(cls, t: pa.Table) -> Pairs:
         """Read-only views of a memory-mapped file are fine: nothing writes into them."""
-        return cls(*(t[name].combine_chunks().to_numpy() for name in SCHEMA.names))
+        return cls(*(one_chunk(t[name]).to_numpy() for name in SCHEMA.names))
 
     def table(self) -> pa.Table:
         return pa.table([self.key, self.days_n, self.amount_minor, self.last_day], schema=SCHEMA)

@@ -69,7 +69,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fieldbank.portrait import rollups
-from fieldbank.portrait.engine import configure_duckdb, date_literal, duckdb_sql, parquet_files
+from fieldbank.portrait.engine import configure_duckdb, date_literal, duckdb_sql, one_chunk, parquet_files
 from fieldbank.portrait.families import bills
 from fieldbank.portrait.inputs import AsOf, Inputs, load_inputs
 from fieldbank.portrait.cursors import CursorPool
@@ -122,6 +122,7 @@ class StateUpdate:
     as_of: dt.date
     days: int
     bills: str = ""  # what was done to the bills partials: "built: <why>", "<n> parties recomputed", "current"
+    rollups: rollups.RollupUpdate | None = None  # the rollups' update, made first
 
 
 def _connect(lake_dir: Path) -> ibis.BaseBackend:
@@ -210,7 +211,7 @@ class _Windows:
             col[:n] = t[name].to_numpy(zero_copy_only=False)
             col[n:] = 0
             cols[name] = col
-        return cls(t["party_id"].combine_chunks(), cols)
+        return cls(one_chunk(t["party_id"]), cols)
 
     def _append(self, new: pa.Array) -> int:
         """Append parties with zero windows; returns the first new row."""
@@ -437,17 +438,18 @@ def _advance_pairs(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, wi
 def update_state(lake_dir: Path, as_of: dt.date) -> tuple[ibis.BaseBackend, Inputs, StateUpdate]:
     """Bring the state to `as_of` (advance day by day, or rebuild; see the module doc).
     Returns the state's connection, the lake's inputs on it, and what was done."""
-    con, inp, cache = _open(Path(lake_dir))
+    con, inp, cache, rollup_update = _open(Path(lake_dir))
     update = _update_state(con, inp, cache, Path(lake_dir), as_of)
-    return con, inp, update
+    return con, inp, dataclasses.replace(update, rollups=rollup_update)
 
 
-def _open(lake_dir: Path) -> tuple[ibis.BaseBackend, Inputs, SqlTemplates]:
-    """The state's connection, the lake's inputs on it (the rollups updated first) and the
-    compiled-SQL cache."""
+def _open(lake_dir: Path) -> tuple[ibis.BaseBackend, Inputs, SqlTemplates, rollups.RollupUpdate]:
+    """The state's connection, the lake's inputs on it (the rollups updated first, on it), the
+    compiled-SQL cache and what the rollups' update did."""
     con = _connect(lake_dir)
-    inp = load_inputs(con, lake_dir, use_rollups=True, named_views=True)  # updates the rollups first
-    return con, inp, sql_templates(con, inp, lake_dir)
+    rollup_update = rollups.update_rollups(lake_dir, con)
+    inp = load_inputs(con, lake_dir, use_rollups=True, named_views=True, update_rollups=False)
+    return con, inp, sql_templates(con, inp, lake_dir), rollup_update
 
 
 def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_dir: Path, as_of: dt.date,
@@ -529,8 +531,8 @@ def _arrow_tables(windows_file: Path) -> dict[str, pa.Table]:
     """STATE_ARROW_TABLES: the window totals from the file (memory-mapped, no copy) and the
     customer aggregates' tables from its columns."""
     window_totals = _read_arrow(windows_file)
-    payees, payers = aggregate_tables(window_totals["party_id"].combine_chunks(),
-                                      {name: window_totals[name].to_numpy() for name in AGGREGATES})
+    payees, payers = aggregate_tables(one_chunk(window_totals["party_id"]),
+                                      {name: one_chunk(window_totals[name]).to_numpy() for name in AGGREGATES})
     return dict(zip(STATE_ARROW_TABLES, (window_totals, payees, payers), strict=True))
 
 
@@ -635,11 +637,13 @@ def latest_portrait(lake_dir: Path, as_of: dt.date,
     When every query of the portrait has a cached template, the queries that read only the
     lake (party, PageRank and supply chain, credit) start on a second cursor while the state
     advances, and the rest run two at a time after it (cursors.py). `seconds`, if given,
-    receives "state" (opening the state and the lake, the update) and "portrait" (the time
-    after the update until the table is ready)."""
+    receives "open" (opening the state, updating the rollups for new payment files, the lake's
+    views), "state" (that and the state's update) and "portrait" (the time after the update
+    until the table is ready)."""
     lake_dir = Path(lake_dir)
     t0 = time.perf_counter()
-    con, inp, cache = _open(lake_dir)
+    con, inp, cache, rollup_update = _open(lake_dir)
+    t_open = time.perf_counter() - t0
     pool = CursorPool(con)
     try:
         started = start_portrait(pool, as_of, cache, state_families(con))
@@ -650,7 +654,8 @@ def latest_portrait(lake_dir: Path, as_of: dt.date,
                     pool.register(name, arrow)
                 start_payment_families(started)
 
-        update = _update_state(con, inp, cache, lake_dir, as_of, payments_ready)
+        update = dataclasses.replace(_update_state(con, inp, cache, lake_dir, as_of, payments_ready),
+                                     rollups=rollup_update)
         t1 = time.perf_counter()
         if started is None:
             table = _portrait_from_state(con, inp, as_of, cache)
@@ -660,5 +665,5 @@ def latest_portrait(lake_dir: Path, as_of: dt.date,
         pool.close()
         con.disconnect()
     if seconds is not None:
-        seconds.update(state=t1 - t0, portrait=time.perf_counter() - t1)
+        seconds.update(open=t_open, state=t1 - t0, portrait=time.perf_counter() - t1)
     return table, update
