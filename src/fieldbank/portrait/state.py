@@ -15,7 +15,9 @@ State for as_of S, in `lake_dir/_portrait_state/` (DuckDB only):
   [S - 365, S), the days that can still leave a window: one small file per day, so the 14
   boundary days of an advance are 14 memory maps;
 - `state.duckdb`: `bills_partials` (one row per party, families/bills.py `partials`),
-  `bills_events` (party, date of a future bill event) and `meta` (S, the definitions'
+  `bills_events` (party, date of a future bill event), `bills_rows` (a copy of the lake's
+  bills sorted by party: a day's ~2.6k parties' bills are found in it in half the time of a
+  scan of the Parquet files) and `meta` (S, the definitions'
   fingerprint, the payment and bills files consumed, and the names of the current windows,
   pairs and overlay files and days directory).
 
@@ -91,7 +93,7 @@ from fieldbank.portrait.windows import (
     window_sums,
 )
 
-STATE_VERSION = 8  # 8: pairs (base + overlay) and customer aggregates in numpy (pairstate.py)
+STATE_VERSION = 9  # 8: pairs (base + overlay) and customer aggregates in numpy (pairstate.py); 9: bills_rows
 MAX_ADVANCE_DAYS = 31  # further than this from the state's date: rebuild (cheaper than 31+ advances)
 STATE_DIR = "_portrait_state"
 
@@ -380,20 +382,13 @@ def _advance_one_day(con: ibis.BaseBackend, lake_dir: Path, new_as_of: dt.date, 
     # running total gains its entering day and loses its leaving day, in numpy (a party has
     # one row per day, so fancy-indexed += never sees a party twice).
     boundary = sorted({back(w.to_days_ago) for w in ALL_WINDOWS} | {back(w.from_days_ago) for w in ALL_WINDOWS})
-    parts = []
-    for d in boundary:
+    rows = {}
+    for d in boundary:  # each day's columns read in place (the files' schema: int32 rows, int64 measures)
         path = days_dir / f"{d}.arrow"
         assert path.exists(), f"{path} missing: delete {days_dir.parent} to rebuild the state"
-        parts.append(_read_arrow(path))
-    b = pa.concat_tables(parts)
-    idx = b["party_row"].to_numpy().astype(np.int64)
-    measures = {m: b[m].cast(pa.int64()).to_numpy(zero_copy_only=False) for m in _measures_used()}
-    rows = {}
-    lo = 0
-    for d, part in zip(boundary, parts, strict=True):
-        sl = slice(lo, lo + part.num_rows)
-        rows[d] = (idx[sl], {m: v[sl] for m, v in measures.items()})
-        lo += part.num_rows
+        part = _read_arrow(path)
+        rows[d] = (one_chunk(part["party_row"]).to_numpy(zero_copy_only=False),
+                   {m: one_chunk(part[m]).to_numpy(zero_copy_only=False) for m in _measures_used()})
     for w in ALL_WINDOWS:
         col = windows.cols[w.name]
         i, m = rows[back(w.to_days_ago)]
@@ -567,7 +562,8 @@ def _update_bills(con: ibis.BaseBackend, inp: Inputs, lake_dir: Path, meta: dict
     if rebuild is None and any(files_now.get(rel) != old for rel, old in seen.items()):
         rebuild = "a bills file changed or was removed"
     if rebuild is not None:
-        _create(con, "bills_partials", bills.partials(inp.bills, AsOf(as_of)))
+        con.raw_sql(f"CREATE OR REPLACE TABLE bills_rows AS {duckdb_sql(con, inp.bills.order_by('party_id'))}")
+        _create(con, "bills_partials", bills.partials(con.table("bills_rows"), AsOf(as_of)))
         _create(con, "bills_events", bills.events(inp.bills).order_by("day"))
         con.raw_sql(f"DELETE FROM bills_events WHERE day <= DATE '{as_of}'")
         return f"built: {rebuild}"
@@ -583,9 +579,10 @@ def _update_bills(con: ibis.BaseBackend, inp: Inputs, lake_dir: Path, meta: dict
             *inp.bills.columns)
         con.raw_sql(f"INSERT INTO _bills_dirty SELECT DISTINCT party_id FROM ({duckdb_sql(con, new)})")
         _insert(con, "bills_events", bills.events(new))
+        _insert(con, "bills_rows", new)
 
     def fresh(a: AsOf) -> ir.Table:
-        return bills.partials(inp.bills.semi_join(con.table("_bills_dirty"), "party_id"), a)
+        return bills.partials(con.table("bills_rows").semi_join(con.table("_bills_dirty"), "party_id"), a)
 
     con.raw_sql("DELETE FROM bills_partials WHERE party_id IN (SELECT party_id FROM _bills_dirty)")
     con.raw_sql(f"INSERT INTO bills_partials BY NAME {cache.sql(con, 'state_bills_partials', fresh, as_of)}")
