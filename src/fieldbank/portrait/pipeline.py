@@ -26,6 +26,7 @@ from fieldbank.portrait.engine import (
     engine_of,
     materialize,
     materialize_arrow,
+    one_chunk,
     release_temporaries,
 )
 from fieldbank.portrait.families import (
@@ -312,6 +313,19 @@ class StartedPortrait:
     cache: SqlTemplates
     precomputed: dict[str, FamilyBuilder] | None
     running: dict[str, Future[pa.Table]]
+    aligned: dict[str, Future[dict[str, Any]]]  # each family's columns on the party family's rows
+
+
+def _submit_alignments(started: StartedPortrait) -> None:
+    """Align each started family query not aligned yet on the party family's rows, in the
+    pool's threads, as soon as both are done. An alignment job waits for its query's future;
+    every query was submitted before its alignment and the pool takes jobs in order, so the
+    query is running or done when the job starts (no deadlock)."""
+    base = started.running[party.__name__]
+    for name, fut in started.running.items():
+        if name != party.__name__ and name not in started.aligned:
+            started.aligned[name] = started.pool.submit(
+                lambda _cur, f=fut: _align_family(one_chunk(base.result()["party_id"]), f.result()))
 
 
 def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
@@ -333,7 +347,9 @@ def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
         assert query_sql is not None
         if name != supply_chain.__name__:
             running[name] = pool.submit(_query_job(query_sql))
-    return StartedPortrait(as_of, pool, cache, precomputed, running)
+    started = StartedPortrait(as_of, pool, cache, precomputed, running, {})
+    _submit_alignments(started)  # the lake-only families are aligned while the state advances
+    return started
 
 
 def start_payment_families(started: StartedPortrait) -> None:
@@ -344,6 +360,7 @@ def start_payment_families(started: StartedPortrait) -> None:
         assert sql is not None, f"{family.__name__}: no template"
         if family.__name__ not in started.running:
             started.running[family.__name__] = started.pool.submit(_query_job(sql))
+    _submit_alignments(started)
 
 
 def finish_started_portrait(started: StartedPortrait) -> pa.Table:
@@ -351,21 +368,17 @@ def finish_started_portrait(started: StartedPortrait) -> pa.Table:
     precomputed families, which the caller has registered on the pool or committed) two at a
     time, each family aligned on the party ids in the pool's threads, then the Arrow finish."""
     _, rest = _cached_query_names(started.precomputed)
-    pool, running = started.pool, dict(started.running)
     for name in rest:
-        if name in running:  # started already (start_payment_families)
+        if name in started.running:  # started already (start_payment_families)
             continue
         sql = started.cache.rendered(name, started.as_of)
         assert sql is not None, f"{name}: no template"
-        running[name] = pool.submit(_query_job(sql))
-    base = running.pop(party.__name__).result()
-    keys = base["party_id"].combine_chunks()
-    # An alignment job waits for its query's future; every query was submitted before every
-    # alignment and the pool takes jobs in order, so the query is running or done (no deadlock).
-    aligned = {name: pool.submit(lambda _cur, f=fut: _align_family(keys, f.result())) for name, fut in running.items()}
+        started.running[name] = started.pool.submit(_query_job(sql))
+    _submit_alignments(started)
+    base = started.running[party.__name__].result()
     columns: dict[str, pa.ChunkedArray | pa.Array] = dict(zip(base.column_names, base.columns, strict=True))
     for family in COMPUTED_FAMILIES:  # the catalog's order, as the sequential path
-        columns.update(aligned[family.__name__].result())
+        columns.update(started.aligned[family.__name__].result())
     return _checked_portrait(finish_portrait_arrow(columns, started.as_of), started.as_of)
 
 
