@@ -642,7 +642,7 @@ def latest_portrait(lake_dir: Path, as_of: dt.date,
     con, inp, cache = _open(lake_dir)
     pool = CursorPool(con)
     try:
-        started = start_portrait(pool, as_of, cache, state_families(con))
+        started = start_portrait(pool, as_of, cache, state_families(con), inp)
 
         def payments_ready(tables: dict[str, pa.Table]) -> None:  # while the bills partials update
             if started is not None:
