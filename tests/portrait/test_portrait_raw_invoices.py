@@ -76,6 +76,7 @@ def _edge_invoices(d: dt.date, biz: list[str]) -> list[dict]:
         _invoice(11, b, a, _at(d, -20), _at(d, -2), _at(d, us=-1)),  # paid the last microsecond before D
         _invoice(12, a, b, _at(d, -20), _at(d, -365, us=-1), None),  # due just before the due window
         _invoice(13, a, "q_buyer_only", _at(d, -20), _at(d, -10), None),  # a party seen only as buyer
+        _invoice(14, "q_old_s", "q_old_b", _at(d, -400), _at(d, -370), None),  # rows, but no counterparty of the window
     ]
     return inv
 
@@ -137,7 +138,7 @@ def test_raw_supply_chain_equals_definition(lake: Path) -> None:
         want = _reference(lake, as_of)
         assert_same_family(got, want, str(as_of))
         if as_of == AS_OF_DATES[0]:
-            assert got.num_rows == 2  # only the edge invoice of 500 days before MID
+            assert got.num_rows == 4  # only the edge invoices of 500 and 400 days before MID
         if as_of == MID:  # the edges are in, and every kind of null shows up
             assert got.num_rows > 40
             ids = set(got["party_id"].to_pylist())
@@ -155,6 +156,10 @@ def test_edges_values_by_hand(lake: Path) -> None:
     assert q["sc_supplier_days_late_mean_365d"] is None and q["sc_buyer_hhi_365d"] is None
     assert q["sc_supplier_tenure_days_mean_365d"] == 20.0 and q["sc_supplier_hhi_365d"] == 1.0
     assert q["sc_overdue_unpaid_minor"] == 1_000 and q["sc_weighted_degree_minor_365d"] == 1_000
+    old = t["q_old_b"]  # the counterparty columns are null, even the counts (a left join in SQL)
+    assert old["sc_suppliers_n_365d"] is None and old["sc_counterparty_distress_share_365d"] is None
+    assert old["sc_overdue_unpaid_minor"] == 1_000 and old["sc_weighted_degree_minor_365d"] is None
+    assert old["sc_pagerank_365d"] is None and old["sc_buyer_days_late_mean_365d"] is None
 
 
 def _hand_lake(tmp_path: Path, invoices: list[dict], loans: list[dict]) -> Path:
