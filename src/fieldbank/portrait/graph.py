@@ -101,7 +101,16 @@ def pagerank_arrow(e: pa.Table, damping: float = DAMPING, iterations: int = ITER
                          "nodes_n": pa.array([], pa.float64())})
     src = pc.index_in(e["src"], value_set=ids).to_numpy()
     dst = pc.index_in(e["dst"], value_set=ids).to_numpy()
-    weight = e["weight"].to_numpy()
+    rank = pagerank_numpy(src, dst, e["weight"].to_numpy(), n, damping, iterations)
+    return pa.table({"node_id": ids, "rank": rank, "nodes_n": np.full(n, float(n))})
+
+
+def pagerank_numpy(src: np.ndarray, dst: np.ndarray, weight: np.ndarray, nodes_n: int,
+                   damping: float = DAMPING, iterations: int = ITERATIONS) -> np.ndarray:
+    """The ranks of nodes 0..nodes_n-1 from summed edges (src, dst: node indices; weight:
+    float64 > 0, one row per distinct (src, dst)): `pagerank_arrow`'s arithmetic."""
+    assert 0 < damping < 1 and 1 <= iterations <= MAX_ITERATIONS and nodes_n >= 1
+    n = nodes_n
     keep = src != dst  # a self-loop is not an endorsement (its node stays, maybe dangling)
     src, dst, weight = src[keep], dst[keep], weight[keep]
     out_weight = np.bincount(src, weights=weight, minlength=n)
@@ -112,4 +121,4 @@ def pagerank_arrow(e: pa.Table, damping: float = DAMPING, iterations: int = ITER
         inflow = np.bincount(dst, weights=rank[src] * frac, minlength=n)
         rank = (1.0 - damping) / n + damping * (inflow + rank[dangling_node].sum() / n)
     assert abs(rank.sum() - 1.0) < 1e-6, f"PageRank mass {rank.sum()} != 1"
-    return pa.table({"node_id": ids, "rank": rank, "nodes_n": np.full(n, float(n))})
+    return rank

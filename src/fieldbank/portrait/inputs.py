@@ -63,6 +63,10 @@ class Inputs:
     # The raw payments' Parquet files, when payments are read raw on DuckDB (no rollups):
     # the payment aggregates are then computed from them in numpy (raw_payments.py).
     payment_files: tuple[Path, ...] | None = None
+    # DuckDB: the invoices' and loans' Parquet files the views read; the supply chain family
+    # is then computed from them in numpy (raw_invoices.py).
+    invoice_files: tuple[Path, ...] | None = None
+    loan_files: tuple[Path, ...] | None = None
 
 
 def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
@@ -104,4 +108,6 @@ def load_inputs(con: ibis.BaseBackend, lake_dir: Path, use_rollups: bool = True,
         bills=read_lake_table(con, lake_dir, "bills", _name("bills")),
         loans=read_lake_table(con, lake_dir, "loans", _name("loans")),
         payment_files=payment_files,
+        invoice_files=tuple(parquet_files(lake_dir / "invoices")) if engine_of(con) == "duckdb" else None,
+        loan_files=tuple(parquet_files(lake_dir / "loans")) if engine_of(con) == "duckdb" else None,
     )

@@ -38,6 +38,7 @@ from fieldbank.portrait.families import (
 )
 from fieldbank.portrait.graph import edge_weights, pagerank_arrow
 from fieldbank.portrait.inputs import AsOf, Inputs
+from fieldbank.portrait.raw_invoices import raw_supply_chain
 from fieldbank.portrait.raw_payments import raw_payment_aggregates
 from fieldbank.portrait.sqlcache import SqlTemplates, cache_key
 from fieldbank.portrait.windows import (
@@ -272,14 +273,32 @@ def _family_arrow_cached(inp: Inputs, as_of: dt.date, agg: PaymentAggregates | C
     def edges(a: AsOf) -> ir.Table:
         return edge_weights(supply_chain.graph_edges(inp, a))
 
-    ranks = pagerank_arrow(duckdb_execute_arrow(raw, cache.sql(con, "pagerank_edges", edges, as_of)))
-    raw.register(PAGERANK_TABLE, ranks)
+    # Supply chain (with PageRank) in numpy once its SQL has a template (`start_portrait`
+    # needs them all): the first run of a key still makes it.
+    numpy_rows = None
+    if all(cache.rendered(name, as_of) for name in ("pagerank_edges", supply_chain.__name__)):
+        numpy_rows = raw_supply_chain_rows(inp, as_of)
+    if numpy_rows is None:
+        ranks = pagerank_arrow(duckdb_execute_arrow(raw, cache.sql(con, "pagerank_edges", edges, as_of)))
+        raw.register(PAGERANK_TABLE, ranks)
     builders = family_builders(inp, agg, lambda _: con.table(PAGERANK_TABLE), precomputed)
     (party_name, party_build), *others = builders
     tables = [duckdb_execute_arrow(raw, cache.sql(con, party_name, lambda a: party_build(a).order_by("party_id"), as_of))]
-    tables += [duckdb_execute_arrow(raw, cache.sql(con, name, build, as_of)) for name, build in others]
+    for name, build in others:
+        if name == supply_chain.__name__ and numpy_rows is not None:
+            tables.append(numpy_rows)
+        else:
+            tables.append(duckdb_execute_arrow(raw, cache.sql(con, name, build, as_of)))
     cache.save()
     return tables
+
+
+def raw_supply_chain_rows(inp: Inputs, as_of: dt.date) -> pa.Table | None:
+    """The supply chain family computed in numpy from the lake's invoice and loan files
+    (raw_invoices.py: the same rows and values as its SQL), or None: then run the SQL."""
+    if inp.invoice_files is None or inp.loan_files is None:
+        return None
+    return raw_supply_chain(list(inp.invoice_files), list(inp.loan_files), as_of)
 
 
 def _cached_query_names(precomputed: dict[str, FamilyBuilder] | None) -> tuple[list[str], list[str]]:
@@ -296,9 +315,14 @@ def _query_job(sql: str) -> Callable[[Any], pa.Table]:
     return lambda cur: duckdb_execute_arrow(cur, sql)
 
 
-def _pagerank_job(edges_sql: str, family_sql: str) -> Callable[[Any], pa.Table]:
-    """PageRank in numpy from the edges, registered on the job's cursor, then supply chain."""
+def _pagerank_job(edges_sql: str, family_sql: str,
+                  numpy_rows: Callable[[], pa.Table | None] | None = None) -> Callable[[Any], pa.Table]:
+    """Supply chain with its PageRank: `numpy_rows()` (raw_invoices.py) if given and not None,
+    else PageRank in numpy from the edges, registered on the job's cursor, then its SQL."""
     def job(cur: Any) -> pa.Table:
+        table = numpy_rows() if numpy_rows is not None else None
+        if table is not None:
+            return table
         cur.register(PAGERANK_TABLE, pagerank_arrow(duckdb_execute_arrow(cur, edges_sql)))
         return duckdb_execute_arrow(cur, family_sql)
     return job
@@ -329,11 +353,12 @@ def _submit_alignments(started: StartedPortrait) -> None:
 
 
 def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
-                   precomputed: dict[str, FamilyBuilder] | None) -> StartedPortrait | None:
+                   precomputed: dict[str, FamilyBuilder] | None, inp: Inputs | None = None) -> StartedPortrait | None:
     """Start the portrait's queries that read only the lake (party, PageRank then supply chain,
     credit) on `pool`, from their cached SQL; they need nothing from the payment aggregates, so
     they can run while the incremental state advances. None if a query has no template (the
-    first run of a key: `execute_portrait` makes them)."""
+    first run of a key: `execute_portrait` makes them). Given `inp` (the lake's files), the
+    supply chain family is computed in numpy (`raw_supply_chain_rows`), its SQL the fallback."""
     lake_only, rest = _cached_query_names(precomputed)
     sql = {name: cache.rendered(name, as_of) for name in ["pagerank_edges", *lake_only, *rest]}
     if not all(sql.values()):
@@ -341,7 +366,8 @@ def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
     running: dict[str, Future[pa.Table]] = {}
     edges_sql, supply_sql = sql.pop("pagerank_edges"), sql[supply_chain.__name__]
     assert edges_sql is not None and supply_sql is not None
-    running[supply_chain.__name__] = pool.submit(_pagerank_job(edges_sql, supply_sql))  # the longest first
+    numpy_rows = None if inp is None else (lambda: raw_supply_chain_rows(inp, as_of))
+    running[supply_chain.__name__] = pool.submit(_pagerank_job(edges_sql, supply_sql, numpy_rows))  # the longest first
     for name in lake_only:
         query_sql = sql[name]
         assert query_sql is not None

@@ -643,7 +643,7 @@ def latest_portrait(lake_dir: Path, as_of: dt.date,
     t_open = time.perf_counter() - t0
     pool = CursorPool(con)
     try:
-        started = start_portrait(pool, as_of, cache, state_families(con))
+        started = start_portrait(pool, as_of, cache, state_families(con), inp)
 
         def payments_ready(tables: dict[str, pa.Table]) -> None:  # while the bills partials update
             if started is not None:
