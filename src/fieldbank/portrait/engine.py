@@ -11,6 +11,7 @@ from typing import Any
 
 import ibis
 import ibis.expr.datatypes as idt
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import pyarrow as pa
 
@@ -79,6 +80,23 @@ def parquet_files(directory: Path) -> list[Path]:
     )
 
 
+def parquet_view(con: ibis.BaseBackend, view_name: str, files: list[Path]) -> ir.Table:
+    """DuckDB: a temp view `view_name` (replaced) over the Parquet `files`, as a bound Ibis
+    table. What `con.read_parquet(files, table_name=...)` makes, without its DESCRIBE (and
+    Ibis' type parsing around it): the columns come from the catalog, where CREATE VIEW put
+    them (~3 ms a view less; a new day's run makes 9)."""
+    raw = con.con  # noqa: SLF001 - the DuckDB connection under the Ibis backend
+    paths = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    raw.execute(f'CREATE OR REPLACE TEMP VIEW "{view_name}" AS SELECT * FROM read_parquet([{paths}], '
+                "hive_partitioning = false, union_by_name = false)")
+    rows = raw.execute("SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
+                       "WHERE table_name = ? AND database_name = 'temp' ORDER BY column_index", [view_name]).fetchall()
+    assert rows, f"view {view_name} has no columns"
+    mapper = con.compiler.type_mapper
+    schema = ibis.schema({name: mapper.from_string(dtype, nullable=nullable) for name, dtype, nullable in rows})
+    return ops.DatabaseTable(view_name, schema=schema, source=con, namespace=ops.Namespace()).to_expr()
+
+
 def read_parquet_dir(con: ibis.BaseBackend, directory: Path, schema: pa.Schema, view_name: str | None = None) -> ir.Table:
     """All Parquet files under `directory` (hive month=... partitions allowed), as `schema`.
 
@@ -93,9 +111,7 @@ def read_parquet_dir(con: ibis.BaseBackend, directory: Path, schema: pa.Schema, 
         if not files:  # registered under the name, not a memtable (whose name is generated)
             con.con.register(view_name, schema.empty_table())  # noqa: SLF001
             return con.table(view_name).select(*schema.names)
-        t = con.read_parquet([str(f) for f in files], table_name=view_name, hive_partitioning=False,
-                             union_by_name=False)
-        return t.select(*schema.names)
+        return parquet_view(con, view_name, files).select(*schema.names)
     if not files:
         return ibis.memtable(schema.empty_table())
     if engine_of(con) == "duckdb":

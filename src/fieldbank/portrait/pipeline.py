@@ -341,15 +341,15 @@ class StartedPortrait:
 
 
 def _submit_alignments(started: StartedPortrait) -> None:
-    """Align each started family query not aligned yet on the party family's rows, in the
-    pool's threads, as soon as both are done. An alignment job waits for its query's future;
+    """Align each started family query not aligned yet on the party family's rows and finish
+    its columns (`finish_columns`), in the pool's threads, as soon as both are done. An alignment job waits for its query's future;
     every query was submitted before its alignment and the pool takes jobs in order, so the
     query is running or done when the job starts (no deadlock)."""
     base = started.running[party.__name__]
     for name, fut in started.running.items():
         if name != party.__name__ and name not in started.aligned:
-            started.aligned[name] = started.pool.submit(
-                lambda _cur, f=fut: _align_family(one_chunk(base.result()["party_id"]), f.result()))
+            started.aligned[name] = started.pool.submit(  # aligned and finished (cast, zero fill)
+                lambda _cur, f=fut: finish_columns(_align_family(one_chunk(base.result()["party_id"]), f.result())))
 
 
 def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
@@ -408,6 +408,21 @@ def finish_started_portrait(started: StartedPortrait) -> pa.Table:
     return _checked_portrait(finish_portrait_arrow(columns, started.as_of), started.as_of)
 
 
+def finish_columns(columns: dict[str, pa.ChunkedArray | pa.Array]) -> dict[str, pa.ChunkedArray | pa.Array]:
+    """The catalog's cast and zero fill (`fill_zero`) of the features among `columns` (a no-op
+    for columns already finished): what `finish_portrait` does to each column."""
+    feats = {f.name: f for f in catalog() if f.family != "thin_file"}
+    out = {}
+    for name, col in columns.items():
+        f = feats.get(name)
+        if f is not None:
+            target = ARROW_TYPES[f.dtype]
+            col = col if col.type == target else pc.cast(col, target)
+            col = pc.fill_null(col, pa.scalar(0, target)) if f.fill_zero and col.null_count else col
+        out[name] = col
+    return out
+
+
 def finish_portrait_arrow(columns: dict[str, pa.ChunkedArray | pa.Array], as_of: dt.date) -> pa.Table:
     """`finish_portrait` on Arrow columns (the families' columns aligned on party_id): the same
     fill, cast and thin-file flags, without a query over a 100k x 89 in-memory table."""
@@ -415,13 +430,8 @@ def finish_portrait_arrow(columns: dict[str, pa.ChunkedArray | pa.Array], as_of:
     n = len(columns["party_id"])
     out: dict[str, pa.ChunkedArray | pa.Array] = {
         "party_id": columns["party_id"], "as_of": pa.repeat(pa.scalar(as_of, pa.date32()), n)}
-    for f in catalog():
-        if f.family == "thin_file":
-            continue
-        target = ARROW_TYPES[f.dtype]
-        col = columns[f.name]
-        col = col if col.type == target else pc.cast(col, target)
-        out[f.name] = pc.fill_null(col, pa.scalar(0, target)) if f.fill_zero and col.null_count else col
+    finished = finish_columns(columns)
+    out.update({f.name: finished[f.name] for f in catalog() if f.family != "thin_file"})
     out.update(thin_file.derive_arrow(out))
     return pa.table({name: out[name] for name in schema.names}).cast(schema)
 

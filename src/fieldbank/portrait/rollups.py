@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fieldbank.contract import TABLES
-from fieldbank.portrait.engine import connect, materialize, parquet_files, read_parquet_dir, utc_date
+from fieldbank.portrait.engine import connect, materialize, parquet_files, parquet_view, read_parquet_dir, utc_date
 
 PARTY_DAY_SCHEMA = pa.schema(
     [
@@ -148,8 +148,7 @@ def rollup_days_files(con: ibis.BaseBackend, lake_dir: Path, name: str, days: li
         if not files:
             con.con.register(view_name, SCHEMAS[name].empty_table())  # noqa: SLF001
             return con.table(view_name).select(*SCHEMAS[name].names)
-        return con.read_parquet([str(p) for p in files], table_name=view_name,
-                                hive_partitioning=False).select(*SCHEMAS[name].names)
+        return parquet_view(con, view_name, files).select(*SCHEMAS[name].names)
     if not files:  # a temp table, not a memtable: callers may compile this to SQL themselves
         return materialize(con, ibis.memtable(SCHEMAS[name].empty_table()))
     return con.read_parquet([str(p) for p in files], hive_partitioning=False).select(*SCHEMAS[name].names)
@@ -346,8 +345,7 @@ def _day_file_sql(con: ibis.BaseBackend, root: Path, files: list[Path]) -> Calla
     from fieldbank.portrait.inputs import AsOf  # noqa: PLC0415 - inputs imports this module
     from fieldbank.portrait.sqlcache import SqlTemplates, cache_key  # noqa: PLC0415 - imports inputs
 
-    raw = con.read_parquet([str(f) for f in files], table_name=DAY_RAW_VIEW, hive_partitioning=False)
-    raw = raw.select(*TABLES["payments"].column_names)
+    raw = parquet_view(con, DAY_RAW_VIEW, files).select(*TABLES["payments"].column_names)
     cache = SqlTemplates.load(cache_key(con, "rollup day file", [raw]), root / "_sql")
 
     def sql(name: str, day: dt.date) -> str:
