@@ -105,6 +105,8 @@ def read_invoices(invoice_files: list[Path], loan_files: list[Path], as_of: dt.d
         t = _read(invoice_files, INVOICE_COLUMNS)
         if any(t[c].null_count for c in INVOICE_NOT_NULL):
             return None  # SQL groups a null id as a party and drops a null time from a filter: not here
+        if t["buyer_id"].type != pa.string() or t["supplier_id"].type != pa.string():
+            return None  # encoded together below: the contract's type only
     issued = _micros(t["issued_at"])
     if issued is None:
         return None
@@ -131,6 +133,8 @@ def read_invoices(invoice_files: list[Path], loan_files: list[Path], as_of: dt.d
         # A null time or id: the SQL's comparison is unknown, its join key matches nothing.
         valid = (loans["opened_at"].is_valid().to_numpy() & loans["defaulted_at"].is_valid().to_numpy())
         hit = valid & (opened < d_us) & (defaulted < d_us)
+        if loans["party_id"].type != pa.string():
+            return None
         defaulted_ids = loans["party_id"].filter(pa.array(hit)).drop_null().combine_chunks()
     # The ids of both sides and of the defaulted loans encoded at once (one hash table; a
     # party seen only in a loan has a code, and no row: `present` below is the invoices').
