@@ -220,23 +220,26 @@ def _write_raw(lake: Path, table: str, t: pa.Table) -> None:
     pq.write_table(t, d / "part-0.parquet")
 
 
-@pytest.mark.parametrize("case", ["null_id", "zero_amount", "huge_amount", "ns_times"])
+@pytest.mark.parametrize("case", ["null_id", "dictionary_id", "zero_amount", "huge_amount", "ns_times", "ms_times"])
 def test_declines_what_it_cannot_do_exactly(tmp_path: Path, case: str) -> None:
-    """A null id, an amount below 1, amounts whose float sums could pass 2**53, nanosecond
-    times: None (the caller runs the SQL)."""
+    """A null id, ids stored as an Arrow dictionary, an amount below 1, amounts whose float
+    sums could pass 2**53, times not in microseconds: None (the caller runs the SQL)."""
     rows = [_invoice(0, "S", "B", _at(D, -50), _at(D, -20), None), _invoice(1, "S", "C", _at(D, -50), _at(D, -20), None)]
     t = _rows("invoices", rows)
     schema = t.schema
     if case == "null_id":
         schema = schema.set(schema.get_field_index("buyer_id"), pa.field("buyer_id", pa.string()))
         t = t.cast(schema).set_column(schema.get_field_index("buyer_id"), "buyer_id", pa.array(["B", None]))
+    elif case == "dictionary_id":
+        i = schema.get_field_index("supplier_id")
+        t = t.set_column(i, "supplier_id", t["supplier_id"].dictionary_encode())
     elif case in ("zero_amount", "huge_amount"):
         amounts = pa.array([1, 0] if case == "zero_amount" else [1, 2**52], pa.int64())
         t = t.set_column(schema.get_field_index("amount_minor"), "amount_minor", amounts)
     else:
         for name in ("issued_at", "due_at", "paid_at"):
             i = schema.get_field_index(name)
-            t = t.set_column(i, name, t[name].cast(pa.timestamp("ns", tz="UTC")))
+            t = t.set_column(i, name, t[name].cast(pa.timestamp(case[:2], tz="UTC")))
     _write_raw(tmp_path, "invoices", t)
     assert _numpy(tmp_path, D) is None
 

@@ -13,12 +13,13 @@ columns and the PageRank edges.
 The Ibis definition stays the definition: the tests check every column against it.
 `raw_supply_chain` returns None when an input falls outside what this path handles exactly
 (a null id or time, an amount below 1, amounts whose float64 sums could pass 2**53, times not
-in s/ms/us): the caller then runs the SQL.
+in microseconds as the contract has them): the caller then runs the SQL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +30,13 @@ import pyarrow.parquet as pq
 
 from fieldbank.portrait.families.supply_chain import DISTRESS_DAYS_LATE, FEATURES
 from fieldbank.portrait.graph import pagerank_numpy
-from fieldbank.portrait.raw_payments import EXACT_FLOAT_SUM, pair_order
+from fieldbank.portrait.raw_payments import EXACT_FLOAT_SUM, READ_THREADS, pair_order
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 US_PER_S = 1_000_000
 S_PER_DAY = 86_400
-WINDOW_DAYS = 365
-P90 = 0.9
-US_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
+WINDOW_DAYS = 365  # supply_chain's `a.start_ts(365)`
+P90 = 0.9  # its `.quantile(0.9)`
 INVOICE_COLUMNS = ("supplier_id", "buyer_id", "issued_at", "due_at", "amount_minor", "paid_at")
 INVOICE_NOT_NULL = ("supplier_id", "buyer_id", "issued_at", "due_at", "amount_minor")
 LOAN_COLUMNS = ("party_id", "opened_at", "defaulted_at")
@@ -54,7 +54,7 @@ class RawInvoices:
     """The invoices issued before D (numpy arrays, one entry per invoice) and the parties in
     distress through a loan (opened and defaulted before D)."""
 
-    parties: pa.Array  # party ids (strings); buyer and supplier hold indices into it
+    parties: pa.Array  # party ids (strings; also of the defaulted loans); buyer and supplier index it
     buyer: np.ndarray  # int64
     supplier: np.ndarray  # int64
     issued_us: np.ndarray  # int64, microseconds since the epoch (UTC)
@@ -73,17 +73,21 @@ def raw_supply_chain(invoice_files: list[Path], loan_files: list[Path], as_of: d
 
 
 def _micros(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
-    """A timestamp column as int64 microseconds (None for a unit finer than us)."""
-    unit = col.type.unit
-    if unit not in US_PER_UNIT:
+    """A timestamp column as int64 microseconds since the epoch (None unless its unit is us)."""
+    if col.type.unit != "us":
         return None
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
-    return col.view(pa.int64()).to_numpy(zero_copy_only=False) * US_PER_UNIT[unit]
+    return col.view(pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def _read(files: list[Path], columns: tuple[str, ...]) -> pa.Table:
-    tables = [pq.ParquetFile(f).read(columns=list(columns), use_threads=False) for f in files]
+    """The files' columns, READ_THREADS files at a time (Arrow releases the GIL)."""
+    def read(f: Path) -> pa.Table:
+        return pq.ParquetFile(f).read(columns=list(columns), use_threads=False)
+
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        tables = list(pool.map(read, files))
     return pa.concat_tables(tables) if tables else pa.table({})
 
 
@@ -101,6 +105,8 @@ def read_invoices(invoice_files: list[Path], loan_files: list[Path], as_of: dt.d
         t = _read(invoice_files, INVOICE_COLUMNS)
         if any(t[c].null_count for c in INVOICE_NOT_NULL):
             return None  # SQL groups a null id as a party and drops a null time from a filter: not here
+        if t["buyer_id"].type != pa.string() or t["supplier_id"].type != pa.string():
+            return None  # encoded together below: the contract's type only
     issued = _micros(t["issued_at"])
     if issued is None:
         return None
@@ -118,12 +124,7 @@ def read_invoices(invoice_files: list[Path], loan_files: list[Path], as_of: dt.d
     # Every sum below is of at most all rows' amounts (each side once): exact in float64.
     if int(amount.max()) * 2 * len(amount) >= EXACT_FLOAT_SUM:
         return None
-    ids = pa.concat_arrays(t["buyer_id"].chunks + t["supplier_id"].chunks)
-    encoded = pc.dictionary_encode(ids)
-    codes = encoded.indices.to_numpy().astype(np.int64)
-    parties = encoded.dictionary
-    n = t.num_rows
-    loan_default = np.zeros(len(parties), dtype=bool)
+    defaulted_ids = pa.array([], pa.string())
     if loan_files:
         loans = _read(loan_files, LOAN_COLUMNS)
         opened, defaulted = _micros(loans["opened_at"].fill_null(0)), _micros(loans["defaulted_at"].fill_null(0))
@@ -132,9 +133,18 @@ def read_invoices(invoice_files: list[Path], loan_files: list[Path], as_of: dt.d
         # A null time or id: the SQL's comparison is unknown, its join key matches nothing.
         valid = (loans["opened_at"].is_valid().to_numpy() & loans["defaulted_at"].is_valid().to_numpy())
         hit = valid & (opened < d_us) & (defaulted < d_us)
-        where = pc.index_in(loans["party_id"].filter(pa.array(hit)), value_set=parties)
-        loan_default[where.drop_null().to_numpy()] = True
-    return RawInvoices(parties=parties, buyer=codes[:n], supplier=codes[n:], issued_us=issued, due_us=due,
+        if loans["party_id"].type != pa.string():
+            return None
+        defaulted_ids = loans["party_id"].filter(pa.array(hit)).drop_null().combine_chunks()
+    # The ids of both sides and of the defaulted loans encoded at once (one hash table; a
+    # party seen only in a loan has a code, and no row: `present` below is the invoices').
+    n = t.num_rows
+    encoded = pc.dictionary_encode(pa.concat_arrays(t["buyer_id"].chunks + t["supplier_id"].chunks + [defaulted_ids]))
+    codes = encoded.indices.to_numpy().astype(np.int64)
+    parties = encoded.dictionary
+    loan_default = np.zeros(len(parties), dtype=bool)
+    loan_default[codes[2 * n:]] = True
+    return RawInvoices(parties=parties, buyer=codes[:n], supplier=codes[n:2 * n], issued_us=issued, due_us=due,
                        paid_us=paid, paid_null=t["paid_at"].is_null().to_numpy(zero_copy_only=False),
                        amount=amount, loan_default=loan_default)
 
@@ -152,8 +162,8 @@ def quantile_cont(values: np.ndarray, groups: np.ndarray, groups_n: int, q: floa
     numbers >= 0 (days)."""
     assert values.size == 0 or values.min() >= 0
     span = int(values.max()) + 1 if values.size else 1
-    assert groups_n * span < 2**62
-    ordered = np.sort(groups * span + values) % span  # by group, then value
+    # Sorted by group, then value: a radix sort (raw_payments.pair_order; 2x np.sort here).
+    ordered = values[pair_order(groups, values, max(groups_n, span))]
     counts = np.bincount(groups, minlength=groups_n)
     present = counts > 0
     n = counts[present]
