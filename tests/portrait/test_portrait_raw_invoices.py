@@ -17,7 +17,7 @@ import pytest
 from portrait_handmade import assert_same_portrait
 
 from fieldbank.contract import TABLES
-from fieldbank.portrait import connect, execute_portrait, load_inputs, pipeline, sqlcache
+from fieldbank.portrait import connect, execute_portrait, load_inputs, pipeline, sqlcache, state
 from fieldbank.portrait.engine import duckdb_arrow, parquet_files
 from fieldbank.portrait.families import supply_chain
 from fieldbank.portrait.inputs import AsOf
@@ -267,21 +267,24 @@ def test_cached_full_portrait_uses_numpy_and_equals_full(lake: Path, monkeypatch
 
 
 def test_latest_portrait_uses_numpy_and_equals_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The latest portrait's supply chain job (start_portrait) takes the numpy path once the
-    templates exist; the portrait equals the full recompute."""
+    """The latest portrait computes the supply chain family in numpy from the start
+    (state.latest_portrait) and, once the templates exist, its job takes those rows, not the
+    SQL (no PageRank from the edges' SQL); the portrait equals the full recompute."""
     lake = tmp_path / "lake"
     for name, table in synthetic_tables(100, 8_000, START, 400, seed=3).items():
         write_lake_table(lake, name, table, file_tag="0")
-    calls = []
-    original = pipeline.raw_supply_chain_rows
-    monkeypatch.setattr(pipeline, "raw_supply_chain_rows", lambda inp, a: calls.append(a) or original(inp, a))
+    calls, sql_ranks = [], []
+    original, original_ranks = state.raw_supply_chain, pipeline.pagerank_arrow
+    monkeypatch.setattr(state, "raw_supply_chain", lambda inv, loans, a: calls.append(a) or original(inv, loans, a))
+    monkeypatch.setattr(pipeline, "pagerank_arrow", lambda e: sql_ranks.append(1) or original_ranks(e))
     first = START + dt.timedelta(days=380)
     for k in range(3):
         day = first + dt.timedelta(days=k)
+        sql_ranks.clear()
         table, _ = latest_portrait(lake, day)
         assert_same_portrait(table, execute_portrait(load_inputs(connect("duckdb"), lake, use_rollups=False), day),
                              rel=1e-9)
-    assert calls[-2:] == [first + dt.timedelta(days=1), first + dt.timedelta(days=2)], calls
+        assert calls[-1] == day and (k == 0 or not sql_ranks), (k, sql_ranks)  # the first run makes the templates
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 37])

@@ -353,12 +353,14 @@ def _submit_alignments(started: StartedPortrait) -> None:
 
 
 def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
-                   precomputed: dict[str, FamilyBuilder] | None, inp: Inputs | None = None) -> StartedPortrait | None:
+                   precomputed: dict[str, FamilyBuilder] | None, inp: Inputs | None = None,
+                   supply_chain_rows: Callable[[], pa.Table | None] | None = None) -> StartedPortrait | None:
     """Start the portrait's queries that read only the lake (party, PageRank then supply chain,
     credit) on `pool`, from their cached SQL; they need nothing from the payment aggregates, so
     they can run while the incremental state advances. None if a query has no template (the
     first run of a key: `execute_portrait` makes them). Given `inp` (the lake's files), the
-    supply chain family is computed in numpy (`raw_supply_chain_rows`), its SQL the fallback."""
+    supply chain family is computed in numpy (`raw_supply_chain_rows`), its SQL the fallback;
+    `supply_chain_rows` gives those rows instead (the caller started them earlier)."""
     lake_only, rest = _cached_query_names(precomputed)
     sql = {name: cache.rendered(name, as_of) for name in ["pagerank_edges", *lake_only, *rest]}
     if not all(sql.values()):
@@ -366,7 +368,9 @@ def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
     running: dict[str, Future[pa.Table]] = {}
     edges_sql, supply_sql = sql.pop("pagerank_edges"), sql[supply_chain.__name__]
     assert edges_sql is not None and supply_sql is not None
-    numpy_rows = None if inp is None else (lambda: raw_supply_chain_rows(inp, as_of))
+    numpy_rows = supply_chain_rows
+    if numpy_rows is None and inp is not None:
+        numpy_rows = lambda: raw_supply_chain_rows(inp, as_of)  # noqa: E731
     running[supply_chain.__name__] = pool.submit(_pagerank_job(edges_sql, supply_sql, numpy_rows))  # the longest first
     for name in lake_only:
         query_sql = sql[name]
