@@ -76,6 +76,11 @@ class CursorPool:
                 registered[name] = table
         return cur
 
+    def run_here(self, job: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """`job` on the pool's own connection, in the calling thread (which must not be using
+        that connection meanwhile): for work that should not queue behind the pool's jobs."""
+        return job(self._raw)
+
     def close(self) -> None:
         """Wait for the jobs, then close the cursors."""
         self._pool.shutdown(wait=True)

@@ -394,18 +394,22 @@ def start_payment_families(started: StartedPortrait) -> None:
 
 
 def finish_started_portrait(started: StartedPortrait) -> pa.Table:
-    """The portrait of a `start_portrait`: the other queries (over the aggregates and the
-    precomputed families, which the caller has registered on the pool or committed) two at a
-    time, each family aligned on the party ids in the pool's threads, then the Arrow finish."""
+    """The portrait of a `start_portrait`: the other queries (the precomputed families, which
+    the caller has committed), each family aligned on the party ids, then the Arrow finish.
+    The queries that could not start before (they read what the state's commit made) run in
+    the calling thread, idle until the portrait is ready, rather than queue behind the pool's
+    jobs (the bills family waited 0.15 s there, measured)."""
     _, rest = _cached_query_names(started.precomputed)
+    base = started.running[party.__name__].result()
     for name in rest:
         if name in started.running:  # started already (start_payment_families)
             continue
         sql = started.cache.rendered(name, started.as_of)
         assert sql is not None, f"{name}: no template"
-        started.running[name] = started.pool.submit(_query_job(sql))
-    _submit_alignments(started)
-    base = started.running[party.__name__].result()
+        table = started.pool.run_here(_query_job(sql))
+        done: Future[dict[str, Any]] = Future()
+        done.set_result(finish_columns(_align_family(one_chunk(base["party_id"]), table)))
+        started.aligned[name] = done
     columns: dict[str, pa.ChunkedArray | pa.Array] = dict(zip(base.column_names, base.columns, strict=True))
     for family in COMPUTED_FAMILIES:  # the catalog's order, as the sequential path
         columns.update(started.aligned[family.__name__].result())
