@@ -463,14 +463,17 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
                   ) -> StateUpdate:
     """`update_state` on an opened state; the Arrow tables the portrait reads (the window
     totals, the customer aggregates: STATE_ARROW_TABLES) are left registered on `con`.
-    `payments_ready(tables)` is called with them as soon as they are final, before the bills
-    partials are updated and the state committed (the payment families' queries can start)."""
+    `payments_ready(tables)` is called with them as soon as they are final (the payment
+    families' queries can start): after the commit when the state advances, before the bills
+    partials are updated and the state committed when it is rebuilt."""
     files_now = _manifest_files(lake_dir)
     meta = _read_meta(con)
     reason = _stale_reason(meta, files_now, as_of, lake_dir)
     state_dir = state_path(lake_dir).parent
     # The state's files (names in the meta): window totals, pairs' base and overlay.
     names = {k: None if meta is None else meta.get(k) for k in ("windows_file", "pairs_file", "overlay_file")}
+    bills_files = _bills_files(lake_dir)
+    bills_done: str | None = None
     con.raw_sql("BEGIN TRANSACTION")
     try:
         windows: _Windows | None = None
@@ -487,12 +490,19 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
             start = dt.date.fromisoformat(meta["as_of"])
             days = (as_of - start).days
             if days:
-                windows = _Windows.from_table(_read_arrow(state_dir / names["windows_file"]))
-                pairs = PairState(*(Pairs.from_table(_read_arrow(state_dir / names[k]))
-                                    for k in ("pairs_file", "overlay_file")))
-            for k in range(1, days + 1):
-                assert windows is not None and pairs is not None
-                _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows, pairs, days_dir, cache)
+                # The advance writes only files: it runs in a thread, its queries on a cursor of
+                # the state's database, while this thread updates the bills partials in the
+                # transaction (~0.1 s each a day at 5M payments; side by side, the bills no
+                # longer compete with the payment families' queries after the advance).
+                cursor = ibis.duckdb.from_connection(con.con.cursor())  # noqa: SLF001 - UTC, as con
+                try:
+                    with ThreadPoolExecutor(1, thread_name_prefix="portrait-advance") as advancing:
+                        advanced = advancing.submit(_advance_days, cursor, lake_dir, state_dir, names, days_dir,
+                                                    start, days, cache)
+                        bills_done = _update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files, cache)
+                        windows, pairs = advanced.result()
+                finally:
+                    cursor.disconnect()
             update = StateUpdate("advanced" if days else "current", "new days" if days else "", start, as_of, days)
         if windows is not None and pairs is not None:  # new files, named in the meta of the same transaction
             base_changed = reason is not None or pairs.needs_compaction()
@@ -506,17 +516,19 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
                     _write_arrow(path, table)
                     names[key] = path.name
         tables = _arrow_tables(state_dir / str(names["windows_file"]))
-        if payments_ready is not None:
-            payments_ready(tables)
-        bills_files = _bills_files(lake_dir)
-        update = dataclasses.replace(update, bills=_update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files,
-                                                                 cache))
+        if bills_done is None:
+            if payments_ready is not None:
+                payments_ready(tables)
+            bills_done = _update_bills(con, inp, lake_dir, meta, reason, as_of, bills_files, cache)
+        update = dataclasses.replace(update, bills=bills_done)
         assert all(names.values())
         _write_meta(con, as_of, files_now, names, days_dir.name, bills_files)
         con.raw_sql("COMMIT")
     except BaseException:
         con.raw_sql("ROLLBACK")
         raise
+    if update.action == "advanced" and payments_ready is not None:
+        payments_ready(tables)
     for kind in ("windows", "pairs", "overlay"):  # only the committed files are kept
         for old in state_dir.glob(f"{kind}-*.arrow"):
             if old.name not in names.values():
@@ -532,6 +544,16 @@ def _update_state(con: ibis.BaseBackend, inp: Inputs, cache: SqlTemplates, lake_
     for name, table in tables.items():
         con.con.register(name, table)  # noqa: SLF001
     return update
+
+
+def _advance_days(con: ibis.BaseBackend, lake_dir: Path, state_dir: Path, names: dict[str, str | None],
+                  days_dir: Path, start: dt.date, days: int, cache: SqlTemplates) -> tuple[_Windows, PairState]:
+    """The window totals and the pairs (files named in `names`) advanced from `start` by `days`."""
+    windows = _Windows.from_table(_read_arrow(state_dir / str(names["windows_file"])))
+    pairs = PairState(*(Pairs.from_table(_read_arrow(state_dir / str(names[k]))) for k in ("pairs_file", "overlay_file")))
+    for k in range(1, days + 1):
+        _advance_one_day(con, lake_dir, start + dt.timedelta(days=k), windows, pairs, days_dir, cache)
+    return windows, pairs
 
 
 def _arrow_tables(windows_file: Path) -> dict[str, pa.Table]:
@@ -666,7 +688,7 @@ def latest_portrait(lake_dir: Path, as_of: dt.date,
     try:
         started = start_portrait(pool, as_of, cache, state_families(con), inp, supply_chain_rows.result)
 
-        def payments_ready(tables: dict[str, pa.Table]) -> None:  # while the bills partials update
+        def payments_ready(tables: dict[str, pa.Table]) -> None:  # the window totals and aggregates final
             if started is not None:
                 for name, arrow in tables.items():
                     pool.register(name, arrow)
