@@ -32,7 +32,9 @@ from fieldbank.portrait.engine import (
 from fieldbank.portrait.families import (
     COMPUTED_FAMILIES,
     PAYMENT_FAMILIES,
+    household,
     party,
+    region,
     supply_chain,
     thin_file,
 )
@@ -384,8 +386,10 @@ def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
 
 def start_payment_families(started: StartedPortrait) -> None:
     """Start the payment families' queries of a `start_portrait` (they read the window totals
-    and the customer aggregates, which the caller has registered on the pool)."""
-    for family in PAYMENT_FAMILIES:
+    and the customer aggregates, which the caller has registered on the pool). The longest
+    first, so the two threads end together: region and household ~0.1 CPU-s each, business
+    ~0.05 at 5M payments (measured)."""
+    for family in sorted(PAYMENT_FAMILIES, key=lambda f: (f is not region, f is not household)):
         sql = started.cache.rendered(family.__name__, started.as_of)
         assert sql is not None, f"{family.__name__}: no template"
         if family.__name__ not in started.running:
