@@ -139,10 +139,6 @@ def _connect(lake_dir: Path) -> ibis.BaseBackend:
     # queries on the critical path waited behind the pool's (a 27 ms-CPU query took 0.2 s),
     # and a day measured 0.70-0.85 s against 0.70-0.77 s. A rebuild resets it (_update_state).
     con.raw_sql("SET threads = 1")
-    # The day's few changed rows stay in the write-ahead log, replayed by the next open, not
-    # checkpointed into the file on close (8-20 ms against 4 ms, measured); DuckDB still
-    # checkpoints when the log outgrows its threshold.
-    con.raw_sql("PRAGMA disable_checkpoint_on_shutdown")
     return con
 
 
