@@ -238,8 +238,7 @@ def build_portrait(
 def _align_family(keys: pa.Array, t: pa.Table) -> dict[str, pa.ChunkedArray | pa.Array]:
     """One family's columns (not party_id) on the rows of `keys` (the portrait's sorted party
     ids): each key's row in the family, null where the family has no row (a left join)."""
-    t = t.combine_chunks()
-    ids = t["party_id"].combine_chunks()
+    ids = one_chunk(t["party_id"])  # (not t.combine_chunks(): it copies every column, one chunk or not)
     if ids.equals(keys):
         return {name: t[name] for name in t.column_names if name != "party_id"}  # already aligned
     # Every family row matched once means no duplicates; otherwise count them (the slow check).
