@@ -343,9 +343,10 @@ class StartedPortrait:
 
 def _submit_alignments(started: StartedPortrait) -> None:
     """Align each started family query not aligned yet on the party family's rows and finish
-    its columns (`finish_columns`), in the pool's threads, as soon as both are done. An alignment job waits for its query's future;
-    every query was submitted before its alignment and the pool takes jobs in order, so the
-    query is running or done when the job starts (no deadlock)."""
+    its columns (`finish_columns`), in the pool's threads, as soon as both are done. An
+    alignment job waits for its query's future; every query was submitted before its
+    alignment and the pool takes jobs in order, so the query is running or done when the job
+    starts (no deadlock)."""
     base = started.running[party.__name__]
     for name, fut in started.running.items():
         if name != party.__name__ and name not in started.aligned:
@@ -354,14 +355,13 @@ def _submit_alignments(started: StartedPortrait) -> None:
 
 
 def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
-                   precomputed: dict[str, FamilyBuilder] | None, inp: Inputs | None = None,
+                   precomputed: dict[str, FamilyBuilder] | None,
                    supply_chain_rows: Callable[[], pa.Table | None] | None = None) -> StartedPortrait | None:
     """Start the portrait's queries that read only the lake (party, PageRank then supply chain,
     credit) on `pool`, from their cached SQL; they need nothing from the payment aggregates, so
     they can run while the incremental state advances. None if a query has no template (the
-    first run of a key: `execute_portrait` makes them). Given `inp` (the lake's files), the
-    supply chain family is computed in numpy (`raw_supply_chain_rows`), its SQL the fallback;
-    `supply_chain_rows` gives those rows instead (the caller started them earlier)."""
+    first run of a key: `execute_portrait` makes them). `supply_chain_rows()`, if given, is
+    the supply chain family's rows (raw_invoices.py, numpy) or None: then its SQL runs."""
     lake_only, rest = _cached_query_names(precomputed)
     sql = {name: cache.rendered(name, as_of) for name in ["pagerank_edges", *lake_only, *rest]}
     if not all(sql.values()):
@@ -369,10 +369,7 @@ def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
     running: dict[str, Future[pa.Table]] = {}
     edges_sql, supply_sql = sql.pop("pagerank_edges"), sql[supply_chain.__name__]
     assert edges_sql is not None and supply_sql is not None
-    numpy_rows = supply_chain_rows
-    if numpy_rows is None and inp is not None:
-        numpy_rows = lambda: raw_supply_chain_rows(inp, as_of)  # noqa: E731
-    running[supply_chain.__name__] = pool.submit(_pagerank_job(edges_sql, supply_sql, numpy_rows))  # the longest first
+    running[supply_chain.__name__] = pool.submit(_pagerank_job(edges_sql, supply_sql, supply_chain_rows))
     for name in lake_only:
         query_sql = sql[name]
         assert query_sql is not None

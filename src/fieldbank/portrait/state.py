@@ -661,9 +661,11 @@ def latest_portrait(lake_dir: Path, as_of: dt.date,
     """The portrait of `as_of` from the incremental state (advanced or built first); same
     columns and values as `execute_portrait` on the full path.
 
-    When every query of the portrait has a cached template, the queries that read only the
-    lake (party, PageRank and supply chain, credit) start on a second cursor while the state
-    advances, and the rest run two at a time after it (cursors.py). `seconds`, if given,
+    The supply chain family (numpy, invoice and loan files only) starts first. When every
+    query of the portrait has a cached template, the other queries that read only the lake
+    (party, credit) start on the cursors' pool while the state advances (in a thread, beside
+    the bills partials' update), and the payment families after the commit (cursors.py;
+    docs/portrait.md, Session 8). `seconds`, if given,
     receives "open" (opening the state, updating the rollups for new payment files, the lake's
     views), "state" (that and the state's update) and "portrait" (the time after the update
     until the table is ready)."""
@@ -682,7 +684,7 @@ def latest_portrait(lake_dir: Path, as_of: dt.date,
     t_open = time.perf_counter() - t0
     pool = CursorPool(con)
     try:
-        started = start_portrait(pool, as_of, cache, state_families(con), inp, supply_chain_rows.result)
+        started = start_portrait(pool, as_of, cache, state_families(con), supply_chain_rows.result)
 
         def payments_ready(tables: dict[str, pa.Table]) -> None:  # the window totals and aggregates final
             if started is not None:
