@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,9 @@ class SqlTemplates:
     templates: dict[str, str] = field(default_factory=dict)
     made: int = 0  # templates made (compiled) in this object's life, for tests and profiling
     dirty: bool = False  # made templates not saved yet
+    # Templates are made one at a time: the incremental state's advance and bills update (two
+    # threads) may both make theirs on a state's first advance; rendering needs no lock.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def load(cls, key: str, directory: Path | None = None) -> SqlTemplates:
@@ -149,14 +153,15 @@ class SqlTemplates:
         template = self.templates.get(name)
         if template:
             return render(template, day)
-        real = duckdb_sql(con, build(AsOf(day)))
-        if template is None:  # not tried yet (NOT_CACHEABLE: tried and failed the check)
-            made = make_template(duckdb_sql(con, build(AsOf(SENTINEL))))
-            ok = render(made, day) == real and render(made, CHECK_DATE) == duckdb_sql(con, build(AsOf(CHECK_DATE)))
-            self.templates[name] = made if ok else NOT_CACHEABLE
-            self.made += 1
-            self.dirty = True
-        return real
+        with self.lock:
+            real = duckdb_sql(con, build(AsOf(day)))
+            if self.templates.get(name) is None:  # not tried yet (NOT_CACHEABLE: tried and failed the check)
+                made = make_template(duckdb_sql(con, build(AsOf(SENTINEL))))
+                ok = render(made, day) == real and render(made, CHECK_DATE) == duckdb_sql(con, build(AsOf(CHECK_DATE)))
+                self.templates[name] = made if ok else NOT_CACHEABLE
+                self.made += 1
+                self.dirty = True
+            return real
 
     def rendered(self, name: str, day: dt.date) -> str | None:
         """The SQL of query `name` at `day` from its template, or None when there is none (not
