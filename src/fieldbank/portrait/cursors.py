@@ -23,6 +23,8 @@ import duckdb
 import ibis
 import pyarrow as pa
 
+from fieldbank.portrait.engine import temp_views
+
 T = TypeVar("T")
 THREADS = 2  # the machines this runs on have 2 cores; more threads only contend
 _ARROW_VIEW = "python_arrow_scan"  # how DuckDB shows a view over a registered Python object
@@ -36,8 +38,7 @@ class CursorPool:
         self._raw = raw
         self._views: list[str] = []
         self._arrow: dict[str, pa.Table] = {}
-        for name, sql in raw.execute("SELECT view_name, sql FROM duckdb_views() "
-                                     "WHERE temporary AND NOT internal ORDER BY view_oid").fetchall():
+        for name, sql in temp_views(raw):
             if _ARROW_VIEW in sql:  # a registered Arrow table (an empty lake table): copied, it is small
                 self._arrow[name] = raw.sql(f'SELECT * FROM "{name}"').to_arrow_table()
             else:

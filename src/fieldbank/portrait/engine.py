@@ -80,6 +80,12 @@ def parquet_files(directory: Path) -> list[Path]:
     )
 
 
+def temp_views(raw: Any) -> list[tuple[str, str]]:
+    """(name, SQL) of a DuckDB connection's own temporary views, in creation order."""
+    return raw.execute("SELECT view_name, sql FROM duckdb_views() WHERE temporary AND NOT internal "
+                       "ORDER BY view_oid").fetchall()
+
+
 def parquet_view(con: ibis.BaseBackend, view_name: str, files: list[Path]) -> ir.Table:
     """DuckDB: a temp view `view_name` (replaced) over the Parquet `files`, as a bound Ibis
     table. What `con.read_parquet(files, table_name=...)` makes, without its DESCRIBE (and

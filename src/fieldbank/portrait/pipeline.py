@@ -369,12 +369,14 @@ def start_portrait(pool: CursorPool, as_of: dt.date, cache: SqlTemplates,
     running: dict[str, Future[pa.Table]] = {}
     edges_sql, supply_sql = sql.pop("pagerank_edges"), sql[supply_chain.__name__]
     assert edges_sql is not None and supply_sql is not None
-    running[supply_chain.__name__] = pool.submit(_pagerank_job(edges_sql, supply_sql, supply_chain_rows))
     for name in lake_only:
         query_sql = sql[name]
         assert query_sql is not None
         if name != supply_chain.__name__:
             running[name] = pool.submit(_query_job(query_sql))
+    # Last: its rows are usually computed already by the caller's thread (it waits for them),
+    # so it does not hold a pool thread while the other queries could run.
+    running[supply_chain.__name__] = pool.submit(_pagerank_job(edges_sql, supply_sql, supply_chain_rows))
     started = StartedPortrait(as_of, pool, cache, precomputed, running, {})
     _submit_alignments(started)  # the lake-only families are aligned while the state advances
     return started

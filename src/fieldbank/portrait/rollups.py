@@ -42,7 +42,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fieldbank.contract import TABLES
-from fieldbank.portrait.engine import connect, materialize, parquet_files, parquet_view, read_parquet_dir, utc_date
+from fieldbank.portrait.engine import (
+    connect,
+    materialize,
+    parquet_files,
+    parquet_view,
+    read_parquet_dir,
+    temp_views,
+    utc_date,
+)
 
 PARTY_DAY_SCHEMA = pa.schema(
     [
@@ -246,7 +254,7 @@ def update_rollups(lake_dir: Path, con: ibis.BaseBackend | None = None) -> Rollu
     if touched:
         own = con is None
         con = connect("duckdb") if con is None else con
-        views_before = set(_temp_views(con))
+        views_before = {name for name, _ in temp_views(con.con)}  # noqa: SLF001
         by_month: dict[tuple[int, int], set[dt.date]] = {}
         for d in touched:
             by_month.setdefault((d.year, d.month), set()).add(d)
@@ -268,7 +276,7 @@ def update_rollups(lake_dir: Path, con: ibis.BaseBackend | None = None) -> Rollu
         if own:
             con.disconnect()
         else:
-            for name in set(_temp_views(con)) - views_before:
+            for name in {name for name, _ in temp_views(con.con)} - views_before:  # noqa: SLF001
                 con.con.execute(f'DROP VIEW IF EXISTS "{name}"')  # noqa: SLF001
     manifest["files"] = current
     tmp = manifest_path.with_name(f".{manifest_path.name}.tmp-{os.getpid()}")
@@ -276,11 +284,6 @@ def update_rollups(lake_dir: Path, con: ibis.BaseBackend | None = None) -> Rollu
     os.replace(tmp, manifest_path)
     return RollupUpdate(changed, len(removed), len(files_read), len(touched), rows_written,
                         time.perf_counter() - started)
-
-
-def _temp_views(con: ibis.BaseBackend) -> list[str]:
-    rows = con.con.execute("SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal").fetchall()  # noqa: SLF001
-    return [r[0] for r in rows]
 
 
 def _files_touching(payments_dir: Path, entries: dict[str, dict], days: set[dt.date]) -> list[Path]:
